@@ -1,0 +1,373 @@
+"""Offline Korean OCR (Tesseract `kor` through tesserocr) and the text-accuracy scores kordiff is judged by."""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from .assets import TESSDATA_DIR
+from .layout import Layout
+
+logger = logging.getLogger(__name__)
+
+# Tesseract's OpenMP threads fight each other on small images (measured ~5x slower); we parallelise across
+# images/threads instead. Must be set before libtesseract spins up its thread pool.
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+LANG = "kor"
+_LSTM_UNICHARSET = 21  # TessdataType index of "lstm-unicharset" in a .traineddata file
+
+
+# --- what the model can read ----------------------------------------------------------------------------------
+
+
+def _traineddata_component(path: Path, index: int) -> bytes:
+    """One component of a .traineddata archive (header: int32 count, then int64 offsets, -1 = absent)."""
+    data = path.read_bytes()
+    (count,) = struct.unpack_from("<i", data, 0)
+    offsets = struct.unpack_from(f"<{count}q", data, 4)
+    if index >= count or offsets[index] < 0:
+        raise ValueError(f"{path} has no component {index}")
+    later = [o for o in offsets if o > offsets[index]]
+    return data[offsets[index] : min(later) if later else len(data)]
+
+
+@lru_cache(maxsize=4)
+def known_charset(tessdata_dir: str = str(TESSDATA_DIR), lang: str = LANG) -> frozenset[str]:
+    """Every character the recogniser can output (parsed from the traineddata's LSTM unicharset)."""
+    raw = _traineddata_component(Path(tessdata_dir) / f"{lang}.traineddata", _LSTM_UNICHARSET)
+    lines = raw.decode("utf-8").splitlines()
+    chars = set()
+    for line in lines[1:]:  # first line is the count; then "<unichar> <props> ..." per entry
+        uni = line.split(" ", 1)[0]
+        if uni and uni not in ("NULL", "Joined") and not uni.startswith("|Broken|"):
+            chars.add(uni)
+    return frozenset(chars)
+
+
+def known_hangul(tessdata_dir: str = str(TESSDATA_DIR), lang: str = LANG) -> frozenset[str]:
+    """The precomposed Hangul syllables the recogniser knows (kor: 1,076 of 11,172)."""
+    return frozenset(c for c in known_charset(tessdata_dir, lang) if len(c) == 1 and 0xAC00 <= ord(c) <= 0xD7A3)
+
+
+def unreadable_chars(text: str) -> list[str]:
+    """Characters of `text` (whitespace aside) the OCR model can never output, in order, without repeats."""
+    known = known_charset()
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFC", text):
+        if not ch.isspace() and ch not in known and ch not in out:
+            out.append(ch)
+    return out
+
+
+def is_scorable(text: str) -> bool:
+    """True when OCR could in principle read `text` exactly (every character is in the model's set)."""
+    return not unreadable_chars(text)
+
+
+# --- scores (pure) --------------------------------------------------------------------------------------------
+
+
+def normalise(text: str) -> str:
+    """Compare form: NFKC (full-width forms fold to ASCII) and no whitespace (Tesseract kor spacing is unreliable)."""
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (unit insert/delete/substitute) between two strings."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def sentence_correct(reference: str, hypothesis: str) -> bool:
+    """Exact match after normalisation."""
+    return normalise(reference) == normalise(hypothesis)
+
+
+def ned(reference: str, hypothesis: str) -> float:
+    """Normalised edit similarity: 1 - edit distance / longer length (1 = identical; two empties = 1)."""
+    r, h = normalise(reference), normalise(hypothesis)
+    longest = max(len(r), len(h))
+    return 1.0 if longest == 0 else 1.0 - edit_distance(r, h) / longest
+
+
+def char_accuracy(reference: str, hypothesis: str) -> float:
+    """1 - character error rate against the reference, floored at 0 (1 = every reference character right)."""
+    r, h = normalise(reference), normalise(hypothesis)
+    if not r:
+        return 1.0 if not h else 0.0
+    return max(0.0, 1.0 - edit_distance(r, h) / len(r))
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """How well one read matches one reference."""
+
+    reference: str
+    hypothesis: str
+    scorable: bool
+    correct: bool
+    ned: float
+    char_accuracy: float
+
+
+def score_text(reference: str, hypothesis: str) -> TextScore:
+    """All metrics for one reference/read pair (unscorable references are still scored, but flagged)."""
+    return TextScore(reference, hypothesis, is_scorable(reference), sentence_correct(reference, hypothesis),
+                     ned(reference, hypothesis), char_accuracy(reference, hypothesis))
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """Per-box scores, the whole-image score (boxes joined in reading order) and the whole-image read."""
+
+    boxes: tuple[TextScore, ...]
+    full_read: str = ""
+    full_confidence: float = 0.0
+
+    @property
+    def reference(self) -> str:
+        return " ".join(b.reference for b in self.boxes)
+
+    @property
+    def hypothesis(self) -> str:
+        return " ".join(b.hypothesis for b in self.boxes)
+
+    @property
+    def scorable(self) -> bool:
+        return all(b.scorable for b in self.boxes)
+
+    @property
+    def correct(self) -> bool:
+        return bool(self.boxes) and all(b.correct for b in self.boxes)
+
+    @property
+    def ned(self) -> float:
+        return ned(self.reference, self.hypothesis)
+
+    @property
+    def char_accuracy(self) -> float:
+        return char_accuracy(self.reference, self.hypothesis)
+
+    @property
+    def score(self) -> float:
+        """One number for ranking candidates: exact boxes first, then edit similarity."""
+        if not self.boxes:
+            return 0.0
+        return sum(b.correct for b in self.boxes) / len(self.boxes) + self.ned
+
+
+def score_reads(references: Sequence[str], reads: Sequence[str], full_read: str = "", full_confidence: float = 0.0):
+    """ImageScore from box references and their reads (pure: no OCR)."""
+    if len(references) != len(reads):
+        raise ValueError(f"{len(references)} references but {len(reads)} reads")
+    return ImageScore(tuple(score_text(r, h) for r, h in zip(references, reads)), full_read, full_confidence)
+
+
+# --- reading --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    """How the multi-pass reader works; defaults are the measured best (see REFERENCE.md section 3)."""
+
+    min_confidence: float = 60.0  # mean word confidence gate; below it the read is discarded as a hallucination
+    line_psms: tuple[int, ...] = (7, 6, 11)  # one box = one line: single-line mode first
+    page_psms: tuple[int, ...] = (11, 6)  # whole image: sparse text, then uniform block
+    preprocess: tuple[str, ...] = ("raw", "median")  # raw grey, grey + 3x3 median
+    binarise: tuple[str, ...] = ("otsu", "sauvola")
+    margin: float = 0.08  # crop margin around a box, fraction of the box's smaller side
+    line_height: int = 48  # box crops are rescaled so their height is near this (Tesseract's sweet spot)
+    good_enough: float = 92.0  # stop trying variants once a read is this confident
+    tessdata_dir: str = str(TESSDATA_DIR)
+    lang: str = LANG
+
+
+@dataclass(frozen=True)
+class OcrRead:
+    """One accepted (or rejected) read: text, mean confidence 0..100 and the variant that produced it."""
+
+    text: str
+    confidence: float
+    variant: str = ""
+    rejected: str = field(default="", compare=False)  # the gated-out text, for diagnosis
+
+
+def _otsu_threshold(grey: np.ndarray) -> int:
+    hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 128
+    omega = np.cumsum(hist) / total
+    mu = np.cumsum(hist * np.arange(256)) / total
+    mu_t = mu[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma_b = (mu_t * omega - mu) ** 2 / (omega * (1 - omega))
+    return int(np.nanargmax(sigma_b))
+
+
+def _box_mean(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window via an integral image (edges replicated)."""
+    p = np.pad(a, r + 1, mode="edge").astype(np.float64)
+    s = p.cumsum(0).cumsum(1)
+    k = 2 * r + 1
+    tot = s[k:, k:] - s[:-k, k:] - s[k:, :-k] + s[:-k, :-k]
+    return tot[: a.shape[0], : a.shape[1]] / (k * k)
+
+
+def _sauvola(grey: np.ndarray, window: int, k: float = 0.2, r: float = 128.0) -> np.ndarray:
+    g = grey.astype(np.float64)
+    half = max(1, window // 2)
+    mean = _box_mean(g, half)
+    sq = _box_mean(g * g, half)
+    std = np.sqrt(np.maximum(sq - mean * mean, 0))
+    return g > mean * (1 + k * (std / r - 1))
+
+
+def _binarise(grey: np.ndarray, method: str, window: int) -> Image.Image:
+    """Black text on white whatever the polarity: the minority class is taken as ink."""
+    if method == "otsu":
+        mask = grey > _otsu_threshold(grey)
+    elif method == "sauvola":
+        mask = _sauvola(grey, window)
+    else:
+        raise ValueError(f"unknown binarisation {method!r}")
+    if mask.mean() < 0.5:  # light text on dark ground: flip so that background is white
+        mask = ~mask
+    return Image.fromarray((mask * 255).astype(np.uint8), "L")
+
+
+def _variants(image: Image.Image, config: OcrConfig, window: int):
+    grey = image.convert("L")
+    for pre in config.preprocess:
+        g = grey if pre == "raw" else grey.filter(ImageFilter.MedianFilter(3))
+        arr = np.asarray(g)
+        for method in config.binarise:
+            yield f"{pre}+{method}", _binarise(arr, method, window)
+
+
+class OcrReader:
+    """Multi-pass Tesseract reader; one tesserocr API per thread, so it can be shared by worker threads."""
+
+    def __init__(self, config: OcrConfig = OcrConfig()):
+        self.config = config
+        self._local = threading.local()
+        path = Path(config.tessdata_dir) / f"{config.lang}.traineddata"
+        if not path.exists():
+            raise FileNotFoundError(f"Tesseract model not found: {path}")
+
+    def _api(self):
+        api = getattr(self._local, "api", None)
+        if api is None:
+            import tesserocr  # imported lazily: the rest of kordiff works without it
+
+            api = tesserocr.PyTessBaseAPI(path=self.config.tessdata_dir, lang=self.config.lang)
+            self._local.api = api
+        return api
+
+    def _read_once(self, image: Image.Image, psm: int) -> tuple[str, float]:
+        api = self._api()
+        api.SetPageSegMode(psm)
+        api.SetImage(image)
+        text = api.GetUTF8Text() or ""
+        text = " ".join(text.split())
+        if not normalise(text):
+            return "", 0.0
+        confs = [c for c in api.AllWordConfidences() if c >= 0]
+        return text, float(np.mean(confs)) if confs else 0.0
+
+    def read_image(self, image: Image.Image, psms: Sequence[int] | None = None) -> OcrRead:
+        """Best read over preprocessing x binarisation x page-segmentation variants, gated by confidence."""
+        cfg = self.config
+        psms = tuple(psms or cfg.page_psms)
+        window = max(15, (min(image.size) // 16) | 1)
+        best = OcrRead("", 0.0)
+        for name, binary in _variants(image, cfg, window):
+            for psm in psms:
+                text, conf = self._read_once(binary, psm)
+                if text and conf > best.confidence:
+                    best = OcrRead(text, conf, f"{name}+psm{psm}")
+                if best.confidence >= cfg.good_enough:
+                    break
+            if best.confidence >= cfg.good_enough:
+                break
+        if best.text and best.confidence < cfg.min_confidence:
+            return OcrRead("", best.confidence, best.variant, rejected=best.text)
+        return best
+
+    def crop_box(self, image: Image.Image, box_px: tuple[int, int, int, int]) -> Image.Image:
+        """The box region plus a margin, rescaled so that its height suits Tesseract."""
+        x0, y0, x1, y1 = box_px
+        m = round(min(x1 - x0, y1 - y0) * self.config.margin)
+        crop = image.crop((max(0, x0 - m), max(0, y0 - m), min(image.width, x1 + m), min(image.height, y1 + m)))
+        h = crop.height
+        target = self.config.line_height * 1.6  # the box holds the line plus padding
+        if h > 0 and (h > 2.5 * target or h < target / 1.5):
+            scale = target / h
+            crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(h * scale))), Image.LANCZOS)
+        return crop
+
+    def read_layout(self, image: Image.Image, layout: Layout) -> list[OcrRead]:
+        """One read per box (in layout order) from the box's own region."""
+        size = image.width
+        reads = []
+        for box in layout:
+            crop = self.crop_box(image, box.to_pixels(size))
+            psms = self.config.line_psms if box.height * 2 < box.width else (6, 11, 7)
+            reads.append(self.read_image(crop, psms))
+        return reads
+
+    def score(self, image: Image.Image, layout: Layout, full_image: bool = True) -> ImageScore:
+        """Read every box (and optionally the whole image) and score the reads against the layout's text."""
+        if image.width != image.height:
+            raise ValueError(f"kordiff covers are square; got {image.size}")
+        reads = self.read_layout(image, layout)
+        full = self.read_image(image) if full_image else OcrRead("", 0.0)
+        return score_reads(layout.texts, [r.text for r in reads], full.text, full.confidence)
+
+    def close(self) -> None:
+        """End this thread's Tesseract instance (others end with their threads)."""
+        api = getattr(self._local, "api", None)
+        if api is not None:
+            api.End()
+            self._local.api = None
+
+
+_default_reader: OcrReader | None = None
+_default_lock = threading.Lock()
+
+
+def default_reader() -> OcrReader:
+    """A process-wide reader with the default config (thread-safe: APIs are per thread)."""
+    global _default_reader
+    with _default_lock:
+        if _default_reader is None:
+            _default_reader = OcrReader()
+        return _default_reader
+
+
+def read_text(image: Image.Image) -> str:
+    """Gated whole-image read with the default reader ('' when nothing is read confidently)."""
+    return default_reader().read_image(image).text
+
+
+def score_image(image: Image.Image, layout: Layout, reader: OcrReader | None = None, full_image: bool = False):
+    """OCR scores of an image against its layout's text (see `ImageScore`)."""
+    return (reader or default_reader()).score(image, layout, full_image=full_image)
