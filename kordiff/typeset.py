@@ -66,7 +66,7 @@ class TextColour:
 def pick_text_colour(
     lum_range: tuple[float, float], palette: list[RGB] | tuple[RGB, ...] = (), min_contrast: float = MIN_CONTRAST
 ) -> TextColour:
-    """Most contrasting palette colour (black/white included) against both ends of the background; stroke if < target."""
+    """Most contrasting palette colour (else black/white) against both ends of the background; stroke if < target."""
     lo, hi = lum_range
     candidates = list(palette) + [(0, 0, 0), (255, 255, 255)]
 
@@ -350,8 +350,10 @@ THEMES: dict[str, Theme] = {
 # particles and compounds: 밤하늘, 숲속의).
 _THEME_WORDS: dict[str, tuple[str, ...]] = {
     "night": ("night", "moon", "star", "stars", "dark", "midnight", "밤", "달", "별", "어둠", "한밤", "새벽"),
-    "forest": ("forest", "tree", "trees", "green", "wood", "woods", "nature", "숲", "나무", "초록", "녹색", "자연", "산"),
-    "sea": ("sea", "ocean", "blue", "water", "wave", "waves", "island", "바다", "파도", "섬", "파란", "푸른", "강", "물"),
+    "forest": ("forest", "tree", "trees", "green", "wood", "woods", "nature",
+               "숲", "나무", "초록", "녹색", "자연", "산"),
+    "sea": ("sea", "ocean", "blue", "water", "wave", "waves", "island",
+            "바다", "파도", "섬", "파란", "푸른", "강", "물"),
     "autumn": ("autumn", "fall", "brown", "harvest", "leaf", "leaves", "가을", "낙엽", "단풍", "갈색"),
     "spring": ("spring", "pink", "flower", "flowers", "blossom", "봄", "꽃", "벚꽃", "분홍"),
     "summer": ("summer", "sun", "sunny", "yellow", "beach", "여름", "햇살", "태양", "노란", "해변"),
@@ -439,7 +441,8 @@ def _draw_motif(draw: ImageDraw.ImageDraw, theme: Theme, size: int, rng: np.rand
         for _ in range(int(rng.integers(25, 60))):
             x, y = rng.uniform(0, s), rng.uniform(0, s)
             rx, ry = rng.uniform(4, 14) * s / 512, rng.uniform(2, 7) * s / 512
-            draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=col(int(rng.integers(1, 4)), int(rng.integers(90, 200))))
+            fill = col(int(rng.integers(1, 4)), int(rng.integers(90, 200)))
+            draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=fill)
     elif theme.motif == "snow":
         for _ in range(int(rng.integers(80, 160))):
             x, y, r = rng.uniform(0, s), rng.uniform(0, s), rng.uniform(1, 4) * s / 512

@@ -1,0 +1,150 @@
+"""Covers in three modes (diffusion, hybrid, typeset) and best-of-N reranking by OCR against the layout text."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from .layout import Layout
+from .ocr import ImageScore, score_image
+from .typeset import TypesetStyle, procedural_background, theme_palette, typeset_layout
+
+logger = logging.getLogger(__name__)
+
+MODES = ("diffusion", "hybrid", "typeset")
+PIPELINE_BATCH = 8  # the pipeline's own per-call image limit
+
+Scorer = Callable[[Image.Image, Layout], ImageScore]
+
+
+@dataclass(frozen=True)
+class CoverOptions:
+    """Knobs shared by the modes; defaults are what the benchmark uses."""
+
+    font: str = "sans"  # typeset font style (see kordiff.assets.FONTS)
+    size: int = 512  # typeset-mode side in pixels (diffusion modes use the pipeline's own size)
+    num_inference_steps: int = 20
+    guidance_scale: float = 7.5
+    scheduler: str | None = None
+    harmonise: bool = True  # hybrid: low-strength image-to-image pass over the typeset title
+    harmonise_strength: float = 0.25
+    harmonise_max_ned_drop: float = 0.05  # hybrid keeps the harmonised image only if OCR loses no more than this
+    score: bool = True  # OCR-score every candidate (needed for best-of-N ranking)
+
+
+@dataclass(frozen=True)
+class Cover:
+    """One candidate: the image, the seed that made it, its mode and OCR score (None when scoring is off)."""
+
+    image: Image.Image
+    seed: int
+    mode: str
+    score: ImageScore | None = None
+    harmonised: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def rank_value(self) -> float:
+        """Higher is better: exact boxes first, then edit similarity (0 when unscored)."""
+        return self.score.score if self.score is not None else 0.0
+
+
+def rank_covers(covers: list[Cover]) -> list[Cover]:
+    """Best OCR score first; ties keep seed order (stable)."""
+    return sorted(covers, key=lambda c: (-c.rank_value, c.seed))
+
+
+def _diffuse(pipeline, caption: str, layout: Layout, seeds: list[int], options: CoverOptions,
+             image: Image.Image | None = None, strength: float = 1.0) -> list[Image.Image]:
+    images: list[Image.Image] = []
+    for i in range(0, len(seeds), PIPELINE_BATCH):
+        chunk = seeds[i : i + PIPELINE_BATCH]
+        kwargs = dict(num_images=len(chunk), num_inference_steps=options.num_inference_steps,
+                      guidance_scale=options.guidance_scale, seed=chunk, scheduler=options.scheduler)
+        if image is not None:
+            kwargs.update(image=image, strength=strength)
+        images.extend(pipeline(caption, layout, **kwargs).images)
+    return images
+
+
+def _typeset_style(description: str, options: CoverOptions) -> TypesetStyle:
+    return TypesetStyle(font=options.font, palette=theme_palette(description))
+
+
+def _hybrid(pipeline, caption: str, layout: Layout, base: Image.Image, seed: int, description: str,
+            options: CoverOptions, scorer: Scorer | None) -> Cover:
+    """Exact title over a diffusion image; harmonised only when OCR says the title survived."""
+    typeset = base.convert("RGB").copy()
+    typeset_layout(typeset, layout, _typeset_style(description, options))
+    plain_score = scorer(typeset, layout) if scorer else None
+    if not options.harmonise:
+        return Cover(typeset, seed, "hybrid", plain_score)
+    harmonised = _diffuse(pipeline, caption, layout, [seed], options, image=typeset,
+                          strength=options.harmonise_strength)[0]
+    if scorer is None:
+        return Cover(harmonised, seed, "hybrid", None, harmonised=True)
+    new_score = scorer(harmonised, layout)
+    kept_boxes = sum(b.correct for b in new_score.boxes) >= sum(b.correct for b in plain_score.boxes)
+    if kept_boxes and new_score.ned >= plain_score.ned - options.harmonise_max_ned_drop:
+        return Cover(harmonised, seed, "hybrid", new_score, harmonised=True)
+    note = f"harmonising broke the OCR check (NED {plain_score.ned:.2f} -> {new_score.ned:.2f}); kept the plain one"
+    logger.info(note)
+    return Cover(typeset, seed, "hybrid", plain_score, notes=(note,))
+
+
+def make_covers(
+    mode: str,
+    layout: Layout,
+    title: str | None = None,
+    description: str = "",
+    n: int = 1,
+    seed: int = 0,
+    pipeline=None,
+    best_of: int = 1,
+    options: CoverOptions = CoverOptions(),
+    scorer: Scorer | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Cover]:
+    """`n` covers, the best of `n * best_of` candidates (seeds seed, seed+1, ...), ranked by OCR score."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if n < 1 or best_of < 1:
+        raise ValueError(f"n and best_of must be >= 1, got n={n} best_of={best_of}")
+    if not len(layout):
+        raise ValueError("the layout has no text boxes: nothing to check the title against")
+    if mode != "typeset" and pipeline is None:
+        raise ValueError(f"mode {mode!r} needs a pipeline (weights); 'typeset' works without one")
+    total = n * best_of
+    seeds = [seed + i for i in range(total)]
+    title = title if title is not None else " ".join(layout.texts)
+    if scorer is None and options.score:
+        scorer = score_image
+    if not options.score:
+        scorer = None
+
+    covers: list[Cover] = []
+    if mode == "typeset":
+        style = _typeset_style(description, options)
+        for i, s in enumerate(seeds):
+            image = procedural_background(description, size=options.size, seed=s)
+            typeset_layout(image, layout, style)
+            covers.append(Cover(image, s, mode, scorer(image, layout) if scorer else None))
+            if progress:
+                progress(i + 1, total)
+    else:
+        from .tokens import book_caption
+
+        caption = book_caption(title, description)
+        bases = _diffuse(pipeline, caption, layout, seeds, options)
+        for i, (s, base) in enumerate(zip(seeds, bases)):
+            if mode == "diffusion":
+                covers.append(Cover(base, s, mode, scorer(base, layout) if scorer else None))
+            else:
+                covers.append(_hybrid(pipeline, caption, layout, base, s, description, options, scorer))
+            if progress:
+                progress(i + 1, total)
+    ranked = rank_covers(covers) if scorer else covers
+    return ranked[:n]

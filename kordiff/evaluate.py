@@ -1,0 +1,386 @@
+"""Korean title benchmark: plan a layout per title, make the cover in a mode, score it with OCR, write a report.
+
+    python -m kordiff.evaluate --mode typeset --split test --out runs/typeset
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .assets import ASSETS_DIR, FONTS, load_font
+from .covers import MODES, CoverOptions, make_covers
+from .layout import GRID, Box, Layout
+from .ocr import ImageScore, OcrReader, is_scorable
+from .typeset import THEMES, procedural_background
+
+logger = logging.getLogger(__name__)
+
+BENCHMARK = ASSETS_DIR / "benchmark" / "titles.jsonl"
+SPLITS = ("dev", "test", "all")
+
+
+@dataclass(frozen=True)
+class BenchTitle:
+    """One benchmark entry; a newline in `title` marks where a two-line title breaks."""
+
+    id: str
+    title: str
+    split: str
+    description: str = ""
+
+    @property
+    def lines(self) -> list[str]:
+        return [line.strip() for line in self.title.split("\n") if line.strip()]
+
+
+def load_titles(split: str = "test", path: Path = BENCHMARK) -> list[BenchTitle]:
+    """Benchmark titles of a split ('all' = every split), in file order."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                item = BenchTitle(d["id"], d["title"], d["split"], d.get("description", ""))
+            except (json.JSONDecodeError, KeyError) as e:
+                raise ValueError(f"{path}:{n}: not a benchmark entry ({e})") from None
+            if split == "all" or item.split == split:
+                out.append(item)
+    return out
+
+
+# --- layout -----------------------------------------------------------------------------------------------------
+
+
+def _split_line(text: str) -> list[str]:
+    """Two balanced lines at a space for long one-line titles; short ones stay whole."""
+    words = text.split()
+    if len(text.replace(" ", "")) <= 10 or len(words) < 2:
+        return [text]
+    best = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))))
+    return [" ".join(words[:best]), " ".join(words[best:])]
+
+
+def simple_layout(title: str) -> Layout:
+    """Centred title lines in the upper third: the benchmark's placement when no planner is available."""
+    lines = [part for line in title.split("\n") if line.strip() for part in _split_line(line.strip())]
+    n = len(lines)
+    line_h = 18 if n <= 2 else 14
+    top = 18
+    boxes = []
+    for i, line in enumerate(lines):
+        chars = len(line.replace(" ", "")) + 0.4 * line.count(" ")
+        width = int(min(116, max(24, chars * line_h * 0.95)))
+        l = (GRID - width) // 2
+        t = top + i * (line_h + 4)
+        boxes.append(Box(line, l, t, l + width, t + line_h))
+    return Layout.of(boxes)
+
+
+def plan_layout(title: str, description: str = "", seed: int = 0) -> tuple[Layout, str]:
+    """The project's heuristic planner when it is installed, else `simple_layout`; returns (layout, source)."""
+    try:
+        from .planner import HeuristicPlanner
+    except ImportError:
+        return simple_layout(title), "simple"
+    result = HeuristicPlanner(seed=seed).plan(title, description)
+    return result.layout, f"planner:{result.source}"
+
+
+# --- text-free images (OCR false positives) -----------------------------------------------------------------------
+
+TEXT_FREE_KINDS = ("noise", "clouds", "gradient", "shapes", "lines", "pattern", "procedural")
+
+
+def text_free_image(kind: str, seed: int = 0, size: int = 512) -> Image.Image:
+    """An image with no text in it: noise, colour clouds, gradients, busy shapes, line tangles, stripes, backgrounds."""
+    rng = np.random.default_rng(seed)
+
+    def colour() -> tuple[int, int, int]:
+        return tuple(int(v) for v in rng.integers(0, 256, 3))  # type: ignore[return-value]
+
+    if kind == "noise":
+        return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    if kind == "clouds":
+        small = rng.integers(0, 256, (max(2, size // 8), max(2, size // 8), 3), dtype=np.uint8)
+        return Image.fromarray(small).resize((size, size), Image.BICUBIC)
+    if kind == "gradient":
+        y, x = np.mgrid[0:size, 0:size] / size
+        a, b = np.array(colour(), float), np.array(colour(), float)
+        ang = rng.uniform(0, 2 * np.pi)
+        t = x * np.cos(ang) + y * np.sin(ang)
+        t = (t - t.min()) / max(1e-6, t.max() - t.min())
+        return Image.fromarray((a + (b - a) * t[..., None]).astype(np.uint8))
+    if kind == "shapes":
+        img = Image.new("RGB", (size, size), colour())
+        d = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(30, 120))):
+            x0, y0 = rng.uniform(-size / 10, size, 2)
+            w, h = rng.uniform(size / 100, size / 3.4, 2)
+            k = int(rng.integers(0, 4))
+            if k == 0:
+                d.ellipse((x0, y0, x0 + w, y0 + h), fill=colour())
+            elif k == 1:
+                d.rectangle((x0, y0, x0 + w, y0 + h), fill=colour())
+            elif k == 2:
+                d.line((x0, y0, x0 + rng.uniform(-size / 2.5, size / 2.5), y0 + rng.uniform(-size / 2.5, size / 2.5)),
+                       fill=colour(), width=int(rng.integers(1, 8)))
+            else:
+                d.polygon([tuple(rng.uniform(0, size, 2)) for _ in range(3)], fill=colour())
+        return img
+    if kind == "lines":
+        img = Image.new("RGB", (size, size), colour())
+        d = ImageDraw.Draw(img)
+        ink = colour()
+        for _ in range(int(rng.integers(50, 200))):
+            d.line(tuple(rng.uniform(0, size, 4)), fill=ink, width=int(rng.integers(1, 5)))
+        return img
+    if kind == "pattern":
+        y, x = np.mgrid[0:size, 0:size]
+        fx, fy = rng.uniform(0.02, 0.3, 2) * 512 / size
+        v = np.sin(x * fx + rng.uniform(0, 6)) * np.sin(y * fy + rng.uniform(0, 6))
+        return Image.fromarray(((v > 0) * 255).astype(np.uint8)).convert("RGB")
+    if kind == "procedural":
+        names = list(THEMES)
+        return procedural_background(names[seed % len(names)], size=size, seed=seed)
+    raise ValueError(f"unknown text-free kind {kind!r}; choose one of {TEXT_FREE_KINDS}")
+
+
+def text_free_set(n: int = 105, size: int = 512, seed: int = 0) -> Iterator[tuple[str, int, Image.Image]]:
+    """`n` text-free images cycling through every kind: (kind, seed, image)."""
+    for i in range(n):
+        kind = TEXT_FREE_KINDS[i % len(TEXT_FREE_KINDS)]
+        yield kind, seed + i, text_free_image(kind, seed + i, size)
+
+
+# --- running the benchmark ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One benchmark run (every field is a CLI flag)."""
+
+    mode: str = "typeset"  # typeset | hybrid | diffusion
+    split: str = "test"  # dev | test | all
+    out: str = "runs/eval"  # output folder: results.csv, boxes.csv, summary.md, contact_sheet.png, images/
+    limit: int = 0  # first N titles only (0 = all)
+    model: str = ""  # diffusion/hybrid: 'td2', 'tiny-random' or a saved pipeline dir / Hub id
+    device: str = ""  # '' = CUDA when available
+    font: str = "sans"
+    seed: int = 0
+    best_of: int = 1  # candidates per title; the best by OCR is kept
+    steps: int = 20
+    guidance: float = 7.5
+    harmonise: bool = True
+    workers: int = 2  # parallel titles in typeset mode (Tesseract releases the GIL)
+    save_images: bool = True
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """One title's outcome."""
+
+    id: str
+    title: str
+    layout: str
+    scorable: bool
+    correct: bool
+    ned: float
+    char_accuracy: float
+    read: str
+    seed: int
+    seconds: float
+    ocr_seconds: float
+    notes: str = ""
+
+
+def _one_title(item: BenchTitle, cfg: EvalConfig, pipeline, reader: OcrReader, out: Path):
+    layout, source = plan_layout(item.title, item.description, seed=cfg.seed)
+    ocr_time = [0.0]
+
+    def scorer(image: Image.Image, lay: Layout) -> ImageScore:
+        t = time.perf_counter()
+        try:
+            return reader.score(image, lay, full_image=False)
+        finally:
+            ocr_time[0] += time.perf_counter() - t
+
+    options = CoverOptions(font=cfg.font, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+                           harmonise=cfg.harmonise)
+    t0 = time.perf_counter()
+    cover = make_covers(cfg.mode, layout, " ".join(item.lines), item.description, n=1, seed=cfg.seed,
+                        pipeline=pipeline, best_of=cfg.best_of, options=options, scorer=scorer)[0]
+    seconds = time.perf_counter() - t0
+    score = cover.score
+    assert score is not None
+    if cfg.save_images:
+        cover.image.save(out / "images" / f"{item.id}.png")
+    row = EvalRow(item.id, item.title.replace("\n", " / "), source, is_scorable(item.title), score.correct,
+                  round(score.ned, 4), round(score.char_accuracy, 4), score.hypothesis, cover.seed,
+                  round(seconds, 3), round(ocr_time[0], 3), "; ".join(cover.notes))
+    return row, cover.image, score
+
+
+def summarise(rows: list[EvalRow], cfg: EvalConfig) -> dict:
+    """Headline numbers: accuracy over scorable titles, unscorable count, seconds per image."""
+    scorable = [r for r in rows if r.scorable]
+
+    def mean(xs):
+        return round(statistics.fmean(xs), 4) if xs else float("nan")
+
+    return {
+        "mode": cfg.mode, "split": cfg.split, "titles": len(rows), "scorable": len(scorable),
+        "unscorable": len(rows) - len(scorable),
+        "sentence_accuracy": mean([float(r.correct) for r in scorable]),
+        "ned": mean([r.ned for r in scorable]),
+        "char_accuracy": mean([r.char_accuracy for r in scorable]),
+        "ned_all": mean([r.ned for r in rows]),
+        "seconds_per_image": mean([r.seconds for r in rows]),
+        "ocr_seconds_per_image": mean([r.ocr_seconds for r in rows]),
+    }
+
+
+def summary_markdown(summary: dict, rows: list[EvalRow], cfg: EvalConfig) -> str:
+    lines = [
+        f"# kordiff benchmark: mode `{cfg.mode}`, split `{cfg.split}`",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for k, v in summary.items():
+        lines.append(f"| {k} | {v} |")
+    lines += ["", f"Config: `{json.dumps(dataclasses.asdict(cfg), ensure_ascii=False)}`", ""]
+    wrong = [r for r in rows if r.scorable and not r.correct]
+    if wrong:
+        lines += ["## Misread scorable titles", "", "| id | title | read | NED |", "|---|---|---|---|"]
+        lines += [f"| {r.id} | {r.title} | {r.read} | {r.ned} |" for r in wrong]
+    return "\n".join(lines) + "\n"
+
+
+def contact_sheet(images: list[Image.Image], rows: list[EvalRow], thumb: int = 128, cols: int = 10) -> Image.Image:
+    """Thumbnails framed green (read exactly), red (misread) or grey (unscorable), with the id under each."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows_n = max(1, -(-n // cols))
+    cell = thumb + 6
+    label = 14
+    sheet = Image.new("RGB", (cols * cell, rows_n * (cell + label)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = load_font("sans", 11)
+    for i, (img, row) in enumerate(zip(images, rows)):
+        x, y = (i % cols) * cell, (i // cols) * (cell + label)
+        frame = (150, 150, 150) if not row.scorable else ((40, 170, 60) if row.correct else (220, 40, 40))
+        draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=frame)
+        sheet.paste(img.convert("RGB").resize((thumb, thumb)), (x + 3, y + 3))
+        draw.text((x + 3, y + cell), row.id, fill="black", font=font)
+    return sheet
+
+
+def run(cfg: EvalConfig, pipeline=None, progress: Callable | None = None) -> dict:
+    """Run the benchmark, write results.csv, boxes-free summary.md, contact_sheet.png; return the summary."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    if cfg.font not in FONTS:
+        raise ValueError(f"font must be one of {sorted(FONTS)}, got {cfg.font!r}")
+    titles = load_titles(cfg.split)
+    if cfg.limit:
+        titles = titles[: cfg.limit]
+    if not titles:
+        raise ValueError(f"no titles in split {cfg.split!r}")
+    out = Path(cfg.out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    if cfg.mode != "typeset" and pipeline is None:
+        from .loading import load_pipeline
+
+        pipeline = load_pipeline(cfg.model or "td2", device=cfg.device or None)
+    reader = OcrReader()
+    workers = cfg.workers if cfg.mode == "typeset" else 1
+
+    results: dict[int, tuple] = {}
+    csv_path = out / "results.csv"
+    fields = [f.name for f in dataclasses.fields(EvalRow)]
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        bar = _progress_bar(len(titles), f"{cfg.mode}/{cfg.split}") if progress is None else None
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(_one_title, item, cfg, pipeline, reader, out) for item in titles]
+            for i, fut in enumerate(futures):
+                try:
+                    results[i] = fut.result()
+                except Exception as e:  # one broken title must not lose the rest of the run
+                    logger.error("title %s failed: %s", titles[i].id, e)
+                    continue
+                # Rows are flushed as they finish so a crash half-way leaves a usable CSV.
+                writer.writerow(dataclasses.asdict(results[i][0]))
+                f.flush()
+                if bar is not None:
+                    bar.update()
+                if progress is not None:
+                    progress(i + 1, len(titles))
+        if bar is not None:
+            bar.close()
+    rows = [results[i][0] for i in sorted(results)]
+    images = [results[i][1] for i in sorted(results)]
+    summary = summarise(rows, cfg)
+    (out / "summary.md").write_text(summary_markdown(summary, rows, cfg), encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    contact_sheet(images, rows).save(out / "contact_sheet.png")
+    return summary
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="title", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """CLI flags generated from EvalConfig's fields and defaults."""
+    parser = argparse.ArgumentParser(prog="python -m kordiff.evaluate", description=__doc__.strip().splitlines()[0])
+    choices = {"mode": MODES, "split": SPLITS, "font": sorted(FONTS)}
+    for f in dataclasses.fields(EvalConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            parser.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
+                                help=f"default: {f.default!r}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = EvalConfig(**vars(args))
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = run(cfg)
+    except Exception as e:  # noqa: BLE001 - a CLI prints one clear line instead of a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for k, v in summary.items():
+        print(f"{k}: {v}")
+    print(f"wrote {Path(cfg.out) / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
