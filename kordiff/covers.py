@@ -129,7 +129,7 @@ def make_covers(
     if mode == "typeset":
         style = _typeset_style(description, options)
         for i, s in enumerate(seeds):
-            image = procedural_background(description, size=options.size, seed=s)
+            image = procedural_background(description, size=options.size, seed=s, quiet=layout)
             typeset_layout(image, layout, style)
             covers.append(Cover(image, s, mode, scorer(image, layout) if scorer else None))
             if progress:

@@ -191,7 +191,10 @@ class OcrConfig:
     # Gates against hallucinated text (measured on typeset covers vs 140 text-free images): exact reads scored
     # >= 88, hallucinations <= 76 except one- and two-letter reads, which reached 93.
     min_confidence: float = 70.0  # mean word confidence gate; below it the read is discarded as a hallucination
-    line_psms: tuple[int, ...] = (7, 6, 11)  # one box = one line: single-line mode first
+    # One box = one line: single-line mode first. Sparse mode (11) on a line crop measured no gain, and it
+    # sometimes reads one glyph twice with high confidence, so it is kept for whole images and tall boxes.
+    line_psms: tuple[int, ...] = (7, 6)
+    block_psms: tuple[int, ...] = (6, 11, 7)  # boxes at least half as tall as wide (stacked lines)
     page_psms: tuple[int, ...] = (11, 6)  # whole image: sparse text, then uniform block
     preprocess: tuple[str, ...] = ("raw", "median")  # raw grey, grey + 3x3 median
     binarise: tuple[str, ...] = ("otsu", "sauvola")
@@ -199,9 +202,11 @@ class OcrConfig:
     min_confidence_short: float = 90.0  # reads with fewer than 3 letters/digits hallucinate more: stricter gate
     max_transitions: float = 0.12  # binarised variants busier than this (ink/ground flips per pixel) are noise
     margin: float = 0.08  # crop margin around a box, fraction of the box's smaller side
+    rescale_tolerance: float = 2.5  # crops within this factor of the target height are read as they are
     line_height: int = 48  # box crops are rescaled so their height is near this (Tesseract's sweet spot)
     give_up_below: float = 40.0  # after the first preprocessing's passes, stop if nothing reached this
-    good_enough: float = 92.0  # stop trying variants once a read is this confident
+    good_enough: float = 92.0
+    retry_scales: tuple[float, ...] = (0.6,)  # unsure reads (give_up_below..good_enough) are retried at these  # stop trying variants once a read is this confident
     tessdata_dir: str = str(TESSDATA_DIR)
     lang: str = LANG
 
@@ -341,6 +346,22 @@ class OcrReader:
         """Best read over preprocessing x binarisation x page-segmentation variants, gated by confidence."""
         cfg = self.config
         psms = tuple(psms or cfg.page_psms)
+        best = self._best_read(image, psms)
+        if cfg.give_up_below <= best.confidence < cfg.good_enough:
+            # Tesseract kor sometimes drops or invents a line at one scale and reads it cleanly at another.
+            for scale in cfg.retry_scales:
+                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                retry = self._best_read(image.resize(size, Image.LANCZOS), psms)
+                if retry.confidence > best.confidence:
+                    best = OcrRead(retry.text, retry.confidence, f"{retry.variant}@x{scale:g}")
+        gate = cfg.min_confidence if len(content_chars(best.text)) >= 3 else max(cfg.min_confidence,
+                                                                                   cfg.min_confidence_short)
+        if best.text and best.confidence < gate:
+            return OcrRead("", best.confidence, best.variant, rejected=best.text)
+        return best
+
+    def _best_read(self, image: Image.Image, psms: tuple[int, ...]) -> OcrRead:
+        cfg = self.config
         window = max(15, (min(image.size) // 16) | 1)
         best = OcrRead("", 0.0)
         first_pre = cfg.preprocess[0] if cfg.preprocess else ""
@@ -355,10 +376,6 @@ class OcrReader:
                     break
             if best.confidence >= cfg.good_enough:
                 break
-        gate = cfg.min_confidence if len(content_chars(best.text)) >= 3 else max(cfg.min_confidence,
-                                                                                   cfg.min_confidence_short)
-        if best.text and best.confidence < gate:
-            return OcrRead("", best.confidence, best.variant, rejected=best.text)
         return best
 
     def crop_box(self, image: Image.Image, box_px: tuple[int, int, int, int]) -> Image.Image:
@@ -368,7 +385,8 @@ class OcrReader:
         crop = image.crop((max(0, x0 - m), max(0, y0 - m), min(image.width, x1 + m), min(image.height, y1 + m)))
         h = crop.height
         target = self.config.line_height * 1.6  # the box holds the line plus padding
-        if h > 0 and (h > 2.5 * target or h < target / 1.5):
+        tol = self.config.rescale_tolerance
+        if h > 0 and (h > tol * target or h < target / tol):
             scale = target / h
             crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(h * scale))), Image.LANCZOS)
         return crop
@@ -379,7 +397,7 @@ class OcrReader:
         reads = []
         for box in layout:
             crop = self.crop_box(image, box.to_pixels(size))
-            psms = self.config.line_psms if box.height * 2 < box.width else (6, 11, 7)
+            psms = self.config.line_psms if box.height * 2 < box.width else self.config.block_psms
             reads.append(self.read_image(crop, psms))
         return reads
 

@@ -270,14 +270,25 @@ def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle
     origin = (ox - ix0, oy - iy0)
 
     font = load_font(style.font, fitted.size)
-    draw = ImageDraw.Draw(image)
-    kwargs = dict(font=font, spacing=fitted.spacing, align=style.align)
+    bw, bh = bx1 - bx0, by1 - by0
+    local = (origin[0] - bx0, origin[1] - by0)
+
+    def paste(colour_rgb: RGB, offset: tuple[int, int], stroke: int) -> None:
+        # Glyphs go through a mask the size of the box, so no pixel can land outside it, and anti-aliased
+        # edges blend with the real background instead of a transparent layer.
+        mask = Image.new("L", (bw, bh), 0)
+        ImageDraw.Draw(mask).multiline_text(
+            (local[0] + offset[0], local[1] + offset[1]), fitted.text, font=font, fill=255,
+            spacing=fitted.spacing, align=style.align, stroke_width=stroke, stroke_fill=255,
+        )
+        image.paste(colour_rgb, (bx0, by0, bx1, by1), mask)
+
     if shadow:
         shade = (0, 0, 0) if relative_luminance(colour.fill) > 0.18 else (255, 255, 255)
-        draw.multiline_text((origin[0] + shadow, origin[1] + shadow), fitted.text, fill=shade,
-                            stroke_width=stroke_width, stroke_fill=shade, **kwargs)
-    draw.multiline_text(origin, fitted.text, fill=colour.fill, stroke_width=stroke_width,
-                        stroke_fill=stroke_fill, **kwargs)
+        paste(shade, (shadow, shadow), stroke_width)
+    if stroke_width and stroke_fill is not None:
+        paste(tuple(stroke_fill), (0, 0), stroke_width)
+    paste(colour.fill, (0, 0), 0)
     ink = (ox, oy, ox + ink_w, oy + ink_h)
     return PlacedText(box, (bx0, by0, bx1, by1), ink, fitted, colour)
 
@@ -469,8 +480,22 @@ def _draw_motif(draw: ImageDraw.ImageDraw, theme: Theme, size: int, rng: np.rand
             draw.ellipse((x - r, y - r, x + r, y + r), fill=col(int(rng.integers(0, 4)), int(rng.integers(60, 150))))
 
 
-def procedural_background(description: str = "", size: int = 512, seed: int = 0) -> Image.Image:
-    """A cover background from the description's colour/mood words: gradient, a themed motif, soft grain."""
+def _quiet_mask(layout: Layout, size: int) -> Image.Image:
+    """255 where the motif may show, fading to ~0 over the title boxes (designers keep title areas calm)."""
+    mask = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(mask)
+    for box in layout:
+        x0, y0, x1, y1 = box.to_pixels(size)
+        pad = max(2, (y1 - y0) // 4)
+        draw.rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), fill=20)
+    return mask.filter(ImageFilter.GaussianBlur(max(2, size // 64)))
+
+
+def procedural_background(description: str = "", size: int = 512, seed: int = 0,
+                          quiet: Layout | None = None) -> Image.Image:
+    """A cover background from the description's colour/mood words: gradient, a themed motif, soft grain.
+
+    With `quiet`, the motif fades out under that layout's boxes so the title sits on calm ground."""
     theme = theme_for(description)
     # Seed mixes in the description so different books with the same seed still differ.
     rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(description.encode("utf-8"))])
@@ -480,6 +505,9 @@ def procedural_background(description: str = "", size: int = 512, seed: int = 0)
     img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB").convert("RGBA")
     layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     _draw_motif(ImageDraw.Draw(layer), theme, size, rng)
+    if quiet is not None and len(quiet):
+        alpha = np.asarray(layer.getchannel("A"), np.float32) * (np.asarray(_quiet_mask(quiet, size), np.float32) / 255)
+        layer.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
     img = Image.alpha_composite(img, layer.filter(ImageFilter.GaussianBlur(radius=size / 512 * 0.8)))
     grain = rng.normal(0, 4.0, (size, size, 1)).astype(np.float32)
     out = np.clip(np.asarray(img.convert("RGB"), np.float32) + grain, 0, 255).astype(np.uint8)
@@ -502,7 +530,7 @@ def typeset_cover(
 ) -> Image.Image:
     """A finished cover: procedural (or given) background with every box's text typeset exactly; CPU, offline."""
     if background is None:
-        image = procedural_background(description, size=size, seed=seed)
+        image = procedural_background(description, size=size, seed=seed, quiet=layout)
     else:
         image = background.convert("RGB").resize((size, size)) if background.size != (size, size) else \
             background.convert("RGB").copy()
