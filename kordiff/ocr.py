@@ -205,8 +205,8 @@ class OcrConfig:
     rescale_tolerance: float = 2.5  # crops within this factor of the target height are read as they are
     line_height: int = 48  # box crops are rescaled so their height is near this (Tesseract's sweet spot)
     give_up_below: float = 40.0  # after the first preprocessing's passes, stop if nothing reached this
-    good_enough: float = 92.0
-    retry_scales: tuple[float, ...] = (0.6,)  # unsure reads (give_up_below..good_enough) are retried at these  # stop trying variants once a read is this confident
+    good_enough: float = 92.0  # stop trying variants once a read is this confident
+    retry_scales: tuple[float, ...] = (0.6,)  # unsure reads (give_up_below..good_enough) are retried at these
     tessdata_dir: str = str(TESSDATA_DIR)
     lang: str = LANG
 
