@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
@@ -82,8 +83,10 @@ def _hybrid(pipeline, caption: str, layout: Layout, base: Image.Image, seed: int
     plain_score = scorer(typeset, layout) if scorer else None
     if not options.harmonise:
         return Cover(typeset, seed, "hybrid", plain_score)
-    harmonised = _diffuse(pipeline, caption, layout, [seed], options, image=typeset,
-                          strength=options.harmonise_strength)[0]
+    # img2img runs steps * strength denoising steps: make sure that is at least one.
+    steps = max(options.num_inference_steps, math.ceil(1 / options.harmonise_strength))
+    harmonised = _diffuse(pipeline, caption, layout, [seed], replace(options, num_inference_steps=steps),
+                          image=typeset, strength=options.harmonise_strength)[0]
     if scorer is None:
         return Cover(harmonised, seed, "hybrid", None, harmonised=True)
     new_score = scorer(harmonised, layout)
