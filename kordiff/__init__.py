@@ -1,5 +1,28 @@
 """kordiff: readable Korean titles on generated book covers (TextDiffuser-2 extended to Hangul)."""
 
 from .layout import GRID, Box, Layout, LayoutError, render_layout, to_grid, to_pixel
+from .loading import ModelUnavailableError, from_textdiffuser2, load_pipeline, resolve_device_dtype
+from .pipeline import SCHEDULERS, KorDiffOutput, KorDiffPipeline
+from .tokens import (
+    SCHEMES,
+    PromptEncoding,
+    book_caption,
+    clip_tokenizer_from_assets,
+    decode_prompt,
+    detect_scheme,
+    encode_prompt,
+    encode_prompt_report,
+    extend_text_encoder,
+    extend_tokenizer,
+    uncond_prompt,
+    unsupported_chars,
+)
 
-__all__ = ["GRID", "Box", "Layout", "LayoutError", "render_layout", "to_grid", "to_pixel"]
+__all__ = [
+    "GRID", "Box", "Layout", "LayoutError", "render_layout", "to_grid", "to_pixel",
+    "ModelUnavailableError", "from_textdiffuser2", "load_pipeline", "resolve_device_dtype",
+    "SCHEDULERS", "KorDiffOutput", "KorDiffPipeline",
+    "SCHEMES", "PromptEncoding", "book_caption", "clip_tokenizer_from_assets", "decode_prompt", "detect_scheme",
+    "encode_prompt", "encode_prompt_report", "extend_text_encoder", "extend_tokenizer", "uncond_prompt",
+    "unsupported_chars",
+]

@@ -163,7 +163,9 @@ def _fit_font(draw: ImageDraw.ImageDraw, text: str, width: int, height: int, sty
     return load_font(style, 8)
 
 
-def render_layout(layout: Layout, size: int = 512, background: Image.Image | None = None, font: str = "sans") -> Image.Image:
+def render_layout(
+    layout: Layout, size: int = 512, background: Image.Image | None = None, font: str = "sans"
+) -> Image.Image:
     """Preview image: each box outlined and labelled with its text (index and Korean text)."""
     if background is None:
         img = Image.new("RGB", (size, size), "white")
