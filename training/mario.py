@@ -33,7 +33,6 @@ OCR_FILE = "ocr.txt"
 SAMPLE_FILES = (IMAGE_FILE, CAPTION_FILE, OCR_FILE)
 INDEX_FILE = "index.jsonl"
 TMP_DIR = ".tmp"
-CAPTION_PREFIX = "book cover with a title of "  # = kordiff.tokens.book_caption's wording (TD2 training captions)
 
 
 class MarioFormatError(ValueError):
@@ -117,11 +116,6 @@ class MarioSample:
     @property
     def image_path(self) -> Path:
         return self.path / IMAGE_FILE
-
-
-def book_caption(title: str) -> str:
-    """TD2-style training caption for a cover whose title is `title`."""
-    return CAPTION_PREFIX + title
 
 
 def _same_line(a: TextLine, b: TextLine) -> bool:

@@ -33,6 +33,8 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 from tqdm.auto import tqdm
 
+from kordiff.tokens import book_caption
+
 from . import mario
 
 logger = logging.getLogger(__name__)
@@ -366,7 +368,7 @@ def process_label(task: tuple[str, Ref], out: str, size: int, fit: str, quality:
         if not words:
             raise SampleError("no_text", "no readable text annotation left")
         lines = mario.merge_lines(words)
-        caption = mario.book_caption(mario.title_of(lines))
+        caption = book_caption(mario.title_of(lines))
         mario.write_sample(Path(out), sample_id, mario.encode_jpeg(resized, quality), caption, words)
         result.update(status="ok", image=image_ref.logical, warnings=warnings, n_words=len(words), caption=caption)
     except SampleError as e:
