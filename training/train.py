@@ -209,6 +209,34 @@ def ocr_scorer() -> Callable | None:
 # ---------------------------------------------------------------- training
 
 
+def diffusion_loss(batch, vae, unet, text_encoder, noise_scheduler, device, weight_dtype, noise_offset: float = 0.0):
+    """TD2's training loss for one batch: noise-prediction MSE at random timesteps (global torch RNG).
+
+    Latents come from the cached VAE posterior (`latent_params`) or from encoding `pixels` now; both draw one
+    posterior sample, so the two paths are the same computation apart from where the VAE ran.
+    """
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    if "latent_params" in batch:
+        latents = DiagonalGaussianDistribution(batch["latent_params"].to(device, weight_dtype)).sample()
+    else:
+        with torch.no_grad():
+            latents = vae.encode(batch["pixels"].to(device, weight_dtype)).latent_dist.sample()
+    latents = latents * vae.config.scaling_factor
+    noise = torch.randn_like(latents)
+    if noise_offset:
+        noise += noise_offset * torch.randn((*latents.shape[:2], 1, 1), device=latents.device)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    hidden = text_encoder(batch["input_ids"].to(device))[0]
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(latents, noise, t)
+    else:
+        target = noise
+    pred = unet(noisy, t, hidden.to(noisy.dtype), return_dict=False)[0]
+    return F.mse_loss(pred.float(), target.float())
+
+
 def train(cfg: TrainConfig, pipeline=None, ko_clip=None, on_step: Callable[[int], None] | None = None) -> Path:
     """Run (or resume) training; returns the output dir holding the final KorDiffPipeline.
 
@@ -218,7 +246,6 @@ def train(cfg: TrainConfig, pipeline=None, ko_clip=None, on_step: Callable[[int]
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from diffusers import DDPMScheduler
-    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
@@ -371,25 +398,9 @@ def train(cfg: TrainConfig, pipeline=None, ko_clip=None, on_step: Callable[[int]
             state.position.epoch, state.position.batch = state.position.epoch + 1, 0
         batch = ds.collate(data, indices, drop, pad_id)
         with accelerator.accumulate(unet, text_encoder):
-            if data.with_latents:
-                params_t = batch["latent_params"].to(accelerator.device, weight_dtype)
-                latents = DiagonalGaussianDistribution(params_t).sample()
-            else:
-                with torch.no_grad():
-                    latents = vae.encode(batch["pixels"].to(accelerator.device, weight_dtype)).latent_dist.sample()
-            latents = latents * vae.config.scaling_factor
-            noise = torch.randn_like(latents)
-            if cfg.noise_offset:
-                noise += cfg.noise_offset * torch.randn((*latents.shape[:2], 1, 1), device=latents.device)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=latents.device)
-            noisy = noise_scheduler.add_noise(latents, noise, t)
-            hidden = text_encoder(batch["input_ids"].to(accelerator.device))[0]
-            if noise_scheduler.config.prediction_type == "v_prediction":
-                target = noise_scheduler.get_velocity(latents, noise, t)
-            else:
-                target = noise
-            pred = unet(noisy, t, hidden.to(noisy.dtype), return_dict=False)[0]
-            loss = F.mse_loss(pred.float(), target.float())
+            loss = diffusion_loss(
+                batch, vae, unet, text_encoder, noise_scheduler, accelerator.device, weight_dtype, cfg.noise_offset
+            )
             accelerator.backward(loss)
             if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
