@@ -251,3 +251,28 @@ def test_config_json_and_flags(tmp_path):
     with pytest.raises(ValueError, match="unknown keys"):
         cfg_file.write_text(json.dumps({"learning_rat": 1}))
         TrainConfig.from_json(cfg_file)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from training.publish import main as publish_main
+    from training.train import main as train_main
+
+    assert train_main(["--output_dir", str(tmp_path)]) == 2
+    assert "--train_data_dir" in capsys.readouterr().err
+    assert (
+        train_main(
+            [
+                "--train_data_dir",
+                str(tmp_path / "none"),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--pretrained_model",
+                "tiny-random",
+                "--report_to",
+                "",
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    assert publish_main(["--pipeline", str(tmp_path), "--repo-id", "a/b", "--dry-run"]) == 2

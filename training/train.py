@@ -332,6 +332,12 @@ def train(cfg: TrainConfig, pipeline=None, ko_clip=None, on_step: Callable[[int]
     pad_id = tokenizer.pad_token_id
 
     # 3. accelerate, hooks for EMA and the data position
+    if accelerator.distributed_type.name == "DEEPSPEED" and te_params:
+        # accelerate gives DeepSpeed one engine = one model; the text encoder would silently not train
+        raise ValueError(
+            "DeepSpeed trains one model here: use --no-train_text_encoder with it, or the DDP config "
+            "(training/configs/accelerate_multi_gpu.yaml) to train the text encoder too"
+        )
     unet, text_encoder, optimizer, lr_scheduler = accelerator.prepare(unet, text_encoder, optimizer, lr_scheduler)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     vae.to(accelerator.device, dtype=weight_dtype)
@@ -549,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: resume with --resume_from_checkpoint latest", file=sys.stderr)
         return 130
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"saved KorDiffPipeline to {out}")
