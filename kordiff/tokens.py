@@ -10,11 +10,13 @@ import logging
 import string
 import unicodedata
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from .assets import CLIP_TOKENIZER_DIR
 from .layout import GRID, Layout
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -197,9 +199,17 @@ def decode_prompt(tokenizer, ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
-@torch.no_grad()
 def extend_text_encoder(text_encoder, tokenizer, init: str | torch.Tensor = "mean") -> int:
     """Grow the token embedding to the tokenizer; only new rows are set (mean of old rows, or given rows)."""
+    import torch
+
+    with torch.no_grad():
+        return _extend_rows(text_encoder, tokenizer, init)
+
+
+def _extend_rows(text_encoder, tokenizer, init) -> int:
+    import torch
+
     emb = text_encoder.get_input_embeddings()
     old, new = emb.weight.shape[0], len(tokenizer)
     if new < old:
