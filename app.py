@@ -1,0 +1,307 @@
+"""kordiff demo: Korean book title -> planned text boxes on an editable canvas -> layout-conditioned covers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import random
+import threading
+from dataclasses import dataclass
+
+import gradio as gr
+from gradio_image_annotation import image_annotator
+from PIL import Image
+
+import kordiff
+from kordiff import editing
+from kordiff.assets import font_path
+from kordiff.loading import BASELINE, TINY
+from kordiff.pipeline import MAX_IMAGES, SCHEDULERS
+from kordiff.planner import HeuristicPlanner, M1Planner, PlannerUnavailableError
+from kordiff.tokens import clip_tokenizer_from_assets, extend_tokenizer
+
+try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated function runs
+    import spaces
+
+    gpu = spaces.GPU(duration=120)
+except ImportError:
+    def gpu(fn):
+        return fn
+
+logger = logging.getLogger("kordiff.app")
+
+HAS_COVERS = importlib.util.find_spec("kordiff.covers") is not None
+PLANNERS = ("m1", "heuristic")
+MAX_STEPS, MAX_GUIDANCE, MAX_SEED = 150, 30.0, 2**31 - 1
+GENERATE_CONCURRENCY = 2  # two SD1.5 batches of 8 fit a 24 GB GPU next to the planner
+EXAMPLES = [["마음의 바다", ""], ["잃어버린 시간", "an old clock in the fog, watercolor"], ["바람이 머무는 곳", ""],
+            ["작은 행복의 발견", "warm pastel illustration"], ["달빛 아래 춤을", "night sky, dancers"],
+            ["끝없는 여정", ""], ["별빛의 속삭임", "starry sky"], ["The Silent Forest", "misty forest"],
+            ["Whispering Shadows", ""], ["The Forgotten Key", ""], ["Echoes of the Past", ""],
+            ["Beyond the Horizon", "sunrise over the sea"]]
+TRACK_TQDM = gr.Progress(track_tqdm=True)  # gradio gives each request its own tracker modelled on this default
+BLANK = Image.new("RGB", (editing.CANVAS_SIZE, editing.CANVAS_SIZE), "white")
+FONT = font_path("sans")
+HANGUL_RANGE = "U+1100-11FF, U+3130-318F, U+AC00-D7A3"
+# The canvas draws labels in "Arial": lend it the shipped Hangul font so labels are readable without system fonts.
+CSS = "\n".join(f"@font-face {{ font-family: '{family}'; src: url('gradio_api/file={FONT}') format('truetype'); "
+                f"unicode-range: {HANGUL_RANGE}; }}" for family in ("KorDiff Hangul", "Arial")) + """
+.gradio-container { font-family: 'KorDiff Hangul', var(--font), 'NanumSquare', 'Noto Sans CJK KR', sans-serif; }
+"""
+LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)],
+                 "head": f"<link rel='preload' href='gradio_api/file={FONT}' as='font' crossorigin>"}
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Which pipeline and default planner the app serves (`model`: 'td2', 'tiny-random', a directory or Hub id)."""
+
+    model: str = BASELINE
+    planner: str = "m1"
+
+    @classmethod
+    def from_env(cls) -> AppConfig:
+        return cls(os.environ.get("KORDIFF_MODEL", BASELINE), os.environ.get("KORDIFF_PLANNER", "m1"))
+
+
+class _Lazy:
+    """A model built once per process on first use, thread-safe; a failed build is retried by the next request."""
+
+    def __init__(self, build):
+        self._build, self._lock, self.value = build, threading.Lock(), None
+
+    def get(self):
+        with self._lock:
+            if self.value is None:
+                self.value = self._build()
+            return self.value
+
+
+def _load_pipeline(model: str):
+    pipe = kordiff.load_pipeline(model)  # raises ModelUnavailableError saying what is missing
+    pipe.set_progress_bar_config(disable=False)  # gr.Progress(track_tqdm=True) follows this bar
+    return pipe
+
+
+def _asset_tokenizer():
+    tok = clip_tokenizer_from_assets()
+    extend_tokenizer(tok)
+    return tok
+
+
+# Shared models, keyed by model name (never by user): the GPU functions below look them up here because
+# ZeroGPU runs them in a forked worker, where only plain arguments and module globals are safe.
+_MODELS_LOCK = threading.Lock()
+_MODELS: dict[str, _Lazy] = {}
+
+
+def _model(key: str, build) -> _Lazy:
+    with _MODELS_LOCK:
+        return _MODELS.setdefault(key, _Lazy(build))
+
+
+def pipeline_for(model: str):
+    """The pipeline for a model name, loaded once."""
+    return _model(f"pipeline:{model}", lambda: _load_pipeline(model)).get()
+
+
+@gpu
+def _plan_m1(title: str, description: str):
+    return _model("planner:m1", M1Planner).get().plan(title, description)
+
+
+@gpu
+def _generate(model, caption, layout, num_images, steps, guidance, scheduler, seed):
+    pipe = pipeline_for(model)
+    try:
+        return pipe(caption, layout, num_images=num_images, num_inference_steps=steps, guidance_scale=guidance,
+                    seed=seed, scheduler=scheduler)
+    except Exception as e:  # out of memory, a broken checkpoint, ...: one message in the UI, the trace in the log
+        logger.exception("generation failed")
+        hint = " Try fewer images." if "out of memory" in str(e).lower() else ""
+        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise gr.Error(f"Generation failed: {reason}.{hint}", print_exception=False) from None
+
+
+class CoverApp:
+    """The UI's handlers; models are shared and loaded on first use, everything per-user lives in the UI."""
+
+    def __init__(self, config: AppConfig):
+        self.config = config
+
+    def tokenizer(self):
+        """The loaded pipeline's tokenizer, else the shipped CLIP BPE with Hangul (notices before loading)."""
+        pipe = _model(f"pipeline:{self.config.model}", lambda: _load_pipeline(self.config.model)).value
+        return pipe.tokenizer if pipe is not None else _model("tokenizer", _asset_tokenizer).get()
+
+    def plan(self, title: str, description: str, planner: str):
+        """Title -> (canvas, table, planner output, notices, planned layout for Reset)."""
+        title, description = _checked_text(title, description)
+        notices = []
+        result = None
+        if planner == "m1":
+            try:
+                result = _plan_m1(title, description)
+            except PlannerUnavailableError as e:
+                notices.append(f"M1 planner unavailable ({e}); used the heuristic planner.")
+        result = result or HeuristicPlanner(seed=0).plan(title, description)
+        layout = result.layout
+        notices += list(result.warnings) + editing.prompt_notices(self.tokenizer(), title, description, layout)
+        raw = f"# planner: {result.source}\n{result.raw_text}"
+        return (_canvas(layout), editing.layout_to_rows(layout), raw, _notify(notices), layout.to_dict())
+
+    def edit_boxes(self, canvas: dict | None, table):
+        """Canvas edited -> table (left alone when it already holds the same layout, so half-typed rows survive)."""
+        if canvas is None:
+            return [], _notify(["The canvas was cleared: no text boxes. Plan again or add rows to the table."])
+        edit = editing.boxes_to_layout(canvas.get("boxes"))
+        if edit.layout == editing.rows_to_layout(table).layout:
+            return gr.skip(), _notify(edit.notices)
+        return editing.layout_to_rows(edit.layout), _notify(edit.notices)
+
+    def edit_table(self, table):
+        """Table edited -> canvas."""
+        edit = editing.rows_to_layout(table)
+        return _canvas(edit.layout), _notify(edit.notices)
+
+    def reset(self, planned: dict | None):
+        """Back to the last planned layout."""
+        layout = kordiff.Layout.from_dict(planned) if planned else kordiff.Layout()
+        notices = [] if planned else ["Nothing planned yet: type a title and click 'Plan layout'."]
+        return _canvas(layout), editing.layout_to_rows(layout), _notify(notices)
+
+    def generate(self, title, description, table, num_images, steps, guidance, scheduler, seed, randomise,
+                 mode="diffusion", progress=TRACK_TQDM):
+        """Title + table of boxes -> (gallery of (image, 'seed N'), layout preview, decoded prompt, notices, seed)."""
+        title, description = _checked_text(title, description)
+        num_images = _checked_number("Number of images", num_images, 1, MAX_IMAGES, int)
+        steps = _checked_number("Steps", steps, 1, MAX_STEPS, int)
+        guidance = _checked_number("Guidance scale", guidance, 0.0, MAX_GUIDANCE, float)
+        if scheduler not in SCHEDULERS:
+            raise gr.Error(f"Unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}.",
+                           print_exception=False)
+        seed = random.randint(0, MAX_SEED) if randomise else _checked_number("Seed", seed, 0, MAX_SEED, int)
+        edit = editing.rows_to_layout(table)
+        progress(0, desc="Loading the model (first request only)")
+        try:
+            pipe = pipeline_for(self.config.model)
+        except kordiff.ModelUnavailableError as e:
+            raise gr.Error(f"{e} Planning and editing still work without it.", title="Model unavailable",
+                           print_exception=False) from None
+        notices = list(edit.notices) + editing.prompt_notices(pipe.tokenizer, title, description, edit.layout)
+        out = _generate(self.config.model, kordiff.book_caption(title, description), edit.layout, num_images, steps,
+                        guidance, scheduler, seed)
+        gallery = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds)]
+        preview = kordiff.render_layout(edit.layout, size=editing.CANVAS_SIZE)
+        return gallery, preview, out.prompt_text, _notify(notices), seed
+
+
+def _checked_text(title, description) -> tuple[str, str]:
+    try:
+        return editing.check_text(title, description)
+    except ValueError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def _checked_number(name: str, value, lo, hi, kind):
+    try:
+        x = kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(f"{name} must be a number, got {value!r}.", print_exception=False) from None
+    if not lo <= x <= hi:
+        raise gr.Error(f"{name} must be between {lo} and {hi}, got {value!r}.", print_exception=False)
+    return x
+
+
+def _canvas(layout: kordiff.Layout) -> dict:
+    return {"image": BLANK, "boxes": editing.layout_to_boxes(layout)}
+
+
+def _notify(notices) -> str:
+    """Notices as a toast each (in the UI) and a markdown list (in the UI and for API clients)."""
+    for n in notices:
+        gr.Warning(n)
+    return "\n".join(f"- {n}" for n in notices)
+
+
+def build_demo(config: AppConfig) -> gr.Blocks:
+    """The Blocks app for a config; nothing is loaded until a request needs it."""
+    app = CoverApp(config)
+    with gr.Blocks(title="kordiff: Korean book covers") as demo:
+        demo.cover_app = app  # for tests and debugging: the handlers behind this demo
+        gr.Markdown("# kordiff: 한국어 책 표지\nType a title, plan the text boxes, edit them on the cover, generate.")
+        planned = gr.State(None)  # per session: the last plan, for "Reset to planned layout"
+        with gr.Row():
+            with gr.Column(scale=1):
+                title = gr.Textbox(label="Title (제목)", max_length=editing.MAX_TITLE_CHARS, elem_id="title")
+                description = gr.Textbox(label="Cover description (optional)", lines=2,
+                                         max_length=editing.MAX_DESCRIPTION_CHARS)
+                planner = gr.Radio(list(PLANNERS), value=config.planner, label="Layout planner")
+                plan_btn = gr.Button("Plan layout", variant="primary", elem_id="plan")
+                gr.Examples(EXAMPLES, [title, description], cache_examples=False, label="Titles from the seed report")
+                with gr.Accordion("Planner output and warnings", open=False):
+                    raw = gr.Code(label="Raw planner output", language=None, elem_id="raw")
+                notices = gr.Markdown(elem_id="notices")
+            with gr.Column(scale=1):
+                canvas = image_annotator(_canvas(kordiff.Layout()), label="Text boxes (drag, resize, C: new box, "
+                                         "double-click: edit text, Del: delete)", sources=[], show_clear_button=False,
+                                         show_download_button=False, box_min_size=4, elem_id="canvas")
+                table = gr.Dataframe(headers=list(editing.TABLE_COLUMNS), datatype=["str"] + ["number"] * 4,
+                                     type="array", column_count=5, interactive=True, label="Boxes on the 128 grid",
+                                     elem_id="table")
+                reset_btn = gr.Button("Reset to planned layout")
+        with gr.Row():
+            with gr.Column(scale=1):
+                num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Number of images")
+                steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps")
+                guidance = gr.Slider(0, MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance scale")
+                scheduler = gr.Dropdown(list(SCHEDULERS), value="ddpm", label="Scheduler")
+                with gr.Row():
+                    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                    randomise = gr.Checkbox(True, label="Randomise seed")
+                mode = gr.Radio(["diffusion", "hybrid", "typeset"], value="diffusion", label="Mode",
+                                visible=HAS_COVERS)
+                gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label="Covers", columns=4, format="png", buttons=["download"], elem_id="gallery")
+                with gr.Accordion("Intermediate results", open=False):
+                    preview = gr.Image(label="Layout", type="pil", format="png")
+                    prompt = gr.Textbox(label="Conditioning prompt (decoded)", lines=3)
+
+        plan_btn.click(app.plan, [title, description, planner], [canvas, table, raw, notices, planned],
+                       api_name="plan", concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="plan")
+        title.submit(app.plan, [title, description, planner], [canvas, table, raw, notices, planned],
+                     api_visibility="private", concurrency_id="plan")
+        canvas.change(app.edit_boxes, [canvas, table], [table, notices], api_name="edit_boxes",
+                      trigger_mode="always_last", show_progress="hidden")
+        table.input(app.edit_table, [table], [canvas, notices], api_name="edit_table", trigger_mode="always_last",
+                    show_progress="hidden")
+        reset_btn.click(app.reset, [planned], [canvas, table, notices], api_name="reset")
+        gen_btn.click(app.generate, [title, description, table, num_images, steps, guidance, scheduler, seed,
+                                     randomise, mode], [gallery, preview, prompt, notices, seed], api_name="generate",
+                      concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="gpu")
+    return demo
+
+
+demo = build_demo(AppConfig.from_env())
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default=os.environ.get("KORDIFF_MODEL", BASELINE),
+                   help=f"'{BASELINE}' (TD2 baseline), '{TINY}', a saved kordiff pipeline directory or Hub id")
+    p.add_argument("--planner", choices=PLANNERS, default=os.environ.get("KORDIFF_PLANNER", "m1"))
+    p.add_argument("--tiny", action="store_true", help=f"same as --model {TINY} (UI development, smoke tests)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--share", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_demo(AppConfig(TINY if args.tiny else args.model, args.planner))
+    app.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_KWARGS)
+
+
+if __name__ == "__main__":
+    main()
