@@ -3,6 +3,16 @@
 from .layout import GRID, Box, Layout, LayoutError, render_layout, to_grid, to_pixel
 from .loading import ModelUnavailableError, from_textdiffuser2, load_pipeline, resolve_device_dtype
 from .pipeline import SCHEDULERS, KorDiffOutput, KorDiffPipeline
+from .planner import (
+    HeuristicPlanner,
+    M1Planner,
+    Planner,
+    PlannerUnavailableError,
+    PlanResult,
+    build_planner_prompt,
+    parse_planner_output,
+    parse_planner_output_report,
+)
 from .tokens import (
     SCHEMES,
     PromptEncoding,
@@ -25,4 +35,12 @@ __all__ = [
     "SCHEMES", "PromptEncoding", "book_caption", "clip_tokenizer_from_assets", "decode_prompt", "detect_scheme",
     "encode_prompt", "encode_prompt_report", "extend_text_encoder", "extend_tokenizer", "uncond_prompt",
     "unsupported_chars",
+    "HeuristicPlanner",
+    "M1Planner",
+    "Planner",
+    "PlannerUnavailableError",
+    "PlanResult",
+    "build_planner_prompt",
+    "parse_planner_output",
+    "parse_planner_output_report",
 ]
