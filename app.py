@@ -17,7 +17,7 @@ from PIL import Image
 import kordiff
 from kordiff import editing
 from kordiff.assets import font_path
-from kordiff.loading import BASELINE, TINY
+from kordiff.loading import BASELINE, TINY, hub_reachable
 from kordiff.pipeline import MAX_IMAGES, SCHEDULERS
 from kordiff.planner import HeuristicPlanner, M1Planner, PlannerUnavailableError
 from kordiff.tokens import clip_tokenizer_from_assets, extend_tokenizer
@@ -60,10 +60,12 @@ class AppConfig:
 
     model: str = BASELINE
     planner: str = "m1"
+    m1_quantization: str | None = None  # None: fp16 (13.5 GB); "8bit"/"4bit" need bitsandbytes
 
     @classmethod
     def from_env(cls) -> AppConfig:
-        return cls(os.environ.get("KORDIFF_MODEL", BASELINE), os.environ.get("KORDIFF_PLANNER", "m1"))
+        return cls(os.environ.get("KORDIFF_MODEL", BASELINE), os.environ.get("KORDIFF_PLANNER", "m1"),
+                   os.environ.get("KORDIFF_M1_QUANTIZATION") or None)
 
 
 class _Lazy:
@@ -107,9 +109,13 @@ def pipeline_for(model: str):
     return _model(f"pipeline:{model}", lambda: _load_pipeline(model)).get()
 
 
+def _m1_planner(quantization: str | None):
+    return M1Planner(quantization=quantization, local_files_only=not hub_reachable())
+
+
 @gpu
-def _plan_m1(title: str, description: str):
-    return _model("planner:m1", M1Planner).get().plan(title, description)
+def _plan_m1(title: str, description: str, quantization: str | None):
+    return _model(f"planner:m1:{quantization}", lambda: _m1_planner(quantization)).get().plan(title, description)
 
 
 @gpu
@@ -143,7 +149,7 @@ class CoverApp:
         result = None
         if planner == "m1":
             try:
-                result = _plan_m1(title, description)
+                result = _plan_m1(title, description, self.config.m1_quantization)
             except PlannerUnavailableError as e:
                 notices.append(f"M1 planner unavailable ({e}); used the heuristic planner.")
         result = result or HeuristicPlanner(seed=0).plan(title, description)
@@ -293,13 +299,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default=os.environ.get("KORDIFF_MODEL", BASELINE),
                    help=f"'{BASELINE}' (TD2 baseline), '{TINY}', a saved kordiff pipeline directory or Hub id")
     p.add_argument("--planner", choices=PLANNERS, default=os.environ.get("KORDIFF_PLANNER", "m1"))
+    p.add_argument("--m1-quantization", choices=("8bit", "4bit"), default=os.environ.get("KORDIFF_M1_QUANTIZATION"),
+                   help="load M1 in 8/4 bit (bitsandbytes) to leave GPU memory for the pipeline")
     p.add_argument("--tiny", action="store_true", help=f"same as --model {TINY} (UI development, smoke tests)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_demo(AppConfig(TINY if args.tiny else args.model, args.planner))
+    config = AppConfig(TINY if args.tiny else args.model, args.planner, args.m1_quantization)
+    if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU forks per call: load in the main process or reload every call
+        try:
+            pipeline_for(config.model)
+        except kordiff.ModelUnavailableError as e:
+            logger.error("%s", e)
+    app = build_demo(config)
     app.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_KWARGS)
 
 
