@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 from gradio_image_annotation import image_annotator
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import kordiff
 from kordiff import editing
@@ -36,13 +36,28 @@ HAS_COVERS = importlib.util.find_spec("kordiff.covers") is not None
 PLANNERS = ("m1", "heuristic")
 MAX_STEPS, MAX_GUIDANCE, MAX_SEED = 150, 30.0, 2**31 - 1
 GENERATE_CONCURRENCY = 2  # two SD1.5 batches of 8 fit a 24 GB GPU next to the planner
-EXAMPLES = [["마음의 바다", ""], ["잃어버린 시간", "an old clock in the fog, watercolor"], ["바람이 머무는 곳", ""],
-            ["작은 행복의 발견", "warm pastel illustration"], ["달빛 아래 춤을", "night sky, dancers"],
-            ["끝없는 여정", ""], ["별빛의 속삭임", "starry sky"], ["The Silent Forest", "misty forest"],
-            ["Whispering Shadows", ""], ["The Forgotten Key", ""], ["Echoes of the Past", ""],
-            ["Beyond the Horizon", "sunrise over the sea"]]
+EXAMPLES = [  # the seed report's benchmark titles: (title, author, description)
+    ["마음의 바다", "김하늘", "a calm sea at dawn"], ["잃어버린 시간", "", "an old clock in the fog, watercolor"],
+    ["바람이 머무는 곳", "", ""], ["작은 행복의 발견", "", "warm pastel illustration"],
+    ["달빛 아래 춤을", "", "night sky, dancers"], ["끝없는 여정", "", ""], ["별빛의 속삭임", "", "starry sky"],
+    ["The Silent Forest", "J. Kelley", "misty forest"], ["Whispering Shadows", "T.F. Powys", ""],
+    ["The Forgotten Key", "", ""], ["Echoes of the Past", "", ""], ["Beyond the Horizon", "", "sunrise over the sea"],
+]
 TRACK_TQDM = gr.Progress(track_tqdm=True)  # gradio gives each request its own tracker modelled on this default
-BLANK = Image.new("RGB", (editing.CANVAS_SIZE, editing.CANVAS_SIZE), "white")
+
+
+def _blank_cover(size: int = editing.CANVAS_SIZE) -> Image.Image:
+    """A paper-coloured cover with a faint 16-cell grid, so the cover's edges show on the canvas."""
+    img = Image.new("RGB", (size, size), "#f3efe6")
+    draw = ImageDraw.Draw(img)
+    for x in range(0, size + 1, size // 8):
+        draw.line([(x, 0), (x, size)], fill="#e2dccd")
+        draw.line([(0, x), (size, x)], fill="#e2dccd")
+    draw.rectangle([0, 0, size - 1, size - 1], outline="#b9b09a", width=2)
+    return img
+
+
+BLANK = _blank_cover()
 FONT = font_path("sans")
 HANGUL_RANGE = "U+1100-11FF, U+3130-318F, U+AC00-D7A3"
 # The canvas draws labels in "Arial": lend it the shipped Hangul font so labels are readable without system fonts.
@@ -114,8 +129,9 @@ def _m1_planner(quantization: str | None):
 
 
 @gpu
-def _plan_m1(title: str, description: str, quantization: str | None):
-    return _model(f"planner:m1:{quantization}", lambda: _m1_planner(quantization)).get().plan(title, description)
+def _plan_m1(title: str, description: str, keywords: list[str], quantization: str | None):
+    planner = _model(f"planner:m1:{quantization}", lambda: _m1_planner(quantization)).get()
+    return planner.plan(title, description, keywords)
 
 
 @gpu
@@ -142,17 +158,21 @@ class CoverApp:
         pipe = _model(f"pipeline:{self.config.model}", lambda: _load_pipeline(self.config.model)).value
         return pipe.tokenizer if pipe is not None else _model("tokenizer", _asset_tokenizer).get()
 
-    def plan(self, title: str, description: str, planner: str):
-        """Title -> (canvas, table, planner output, notices, planned layout for Reset)."""
+    def plan(self, title: str, subtitle: str, author: str, description: str, planner: str):
+        """Title (+ subtitle, author) -> (canvas, table, planner output, notices, planned layout for Reset)."""
         title, description = _checked_text(title, description)
-        notices = []
-        result = None
+        try:
+            subtitle, author = editing.check_line("subtitle", subtitle), editing.check_line("author", author)
+        except ValueError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        notices, result = [], None
         if planner == "m1":
             try:
-                result = _plan_m1(title, description, self.config.m1_quantization)
+                keywords = [t for t in (title, subtitle, author) if t]
+                result = _plan_m1(title, description, keywords, self.config.m1_quantization)
             except PlannerUnavailableError as e:
                 notices.append(f"M1 planner unavailable ({e}); used the heuristic planner.")
-        result = result or HeuristicPlanner(seed=0).plan(title, description)
+        result = result or HeuristicPlanner(seed=0).plan(title, description, subtitle=subtitle, author=author)
         layout = result.layout
         notices += list(result.warnings) + editing.prompt_notices(self.tokenizer(), title, description, layout)
         raw = f"# planner: {result.source}\n{result.raw_text}"
@@ -242,44 +262,50 @@ def build_demo(config: AppConfig) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1):
                 title = gr.Textbox(label="Title (제목)", max_length=editing.MAX_TITLE_CHARS, elem_id="title")
+                with gr.Row():
+                    subtitle = gr.Textbox(label="Subtitle (optional)", max_length=editing.MAX_TITLE_CHARS)
+                    author = gr.Textbox(label="Author (optional)", max_length=editing.MAX_TITLE_CHARS,
+                                        elem_id="author")
                 description = gr.Textbox(label="Cover description (optional)", lines=2,
                                          max_length=editing.MAX_DESCRIPTION_CHARS)
                 planner = gr.Radio(list(PLANNERS), value=config.planner, label="Layout planner")
                 plan_btn = gr.Button("Plan layout", variant="primary", elem_id="plan")
-                gr.Examples(EXAMPLES, [title, description], cache_examples=False, label="Titles from the seed report")
+                gr.Examples(EXAMPLES, [title, author, description], cache_examples=False,
+                            examples_per_page=len(EXAMPLES), label="Titles from the seed report")
                 with gr.Accordion("Planner output and warnings", open=False):
                     raw = gr.Code(label="Raw planner output", language=None, elem_id="raw")
-                notices = gr.Markdown(elem_id="notices")
             with gr.Column(scale=1):
                 canvas = image_annotator(_canvas(kordiff.Layout()), label="Text boxes (drag, resize, C: new box, "
                                          "double-click: edit text, Del: delete)", sources=[], show_clear_button=False,
-                                         show_download_button=False, box_min_size=4, elem_id="canvas")
+                                         show_download_button=False, box_min_size=4, boxes_alpha=0.2, elem_id="canvas")
                 table = gr.Dataframe(headers=list(editing.TABLE_COLUMNS), datatype=["str"] + ["number"] * 4,
                                      type="array", column_count=5, interactive=True, label="Boxes on the 128 grid",
                                      elem_id="table")
                 reset_btn = gr.Button("Reset to planned layout")
+        notices = gr.Markdown(elem_id="notices")  # what was clipped, cut or left out, for the last action
         with gr.Row():
             with gr.Column(scale=1):
-                num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Number of images")
-                steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps")
+                num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Number of images", elem_id="num_images")
+                steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps", elem_id="steps")
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance scale")
                 scheduler = gr.Dropdown(list(SCHEDULERS), value="ddpm", label="Scheduler")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
-                    randomise = gr.Checkbox(True, label="Randomise seed")
+                    randomise = gr.Checkbox(True, label="Randomise seed", elem_id="randomise")
                 mode = gr.Radio(["diffusion", "hybrid", "typeset"], value="diffusion", label="Mode",
                                 visible=HAS_COVERS)
                 gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
-                gallery = gr.Gallery(label="Covers", columns=4, format="png", buttons=["download"], elem_id="gallery")
-                with gr.Accordion("Intermediate results", open=False):
-                    preview = gr.Image(label="Layout", type="pil", format="png")
-                    prompt = gr.Textbox(label="Conditioning prompt (decoded)", lines=3)
+                gallery = gr.Gallery(label="Covers", columns=4, fit_columns=False, height=420, object_fit="contain",
+                                     format="png", buttons=["download"], elem_id="gallery")
+                with gr.Accordion("Intermediate results", open=False, elem_id="intermediate"):
+                    preview = gr.Image(label="Layout", type="pil", format="png", height=320)
+                    prompt = gr.Textbox(label="Conditioning prompt (decoded)", lines=3, elem_id="prompt")
 
-        plan_btn.click(app.plan, [title, description, planner], [canvas, table, raw, notices, planned],
-                       api_name="plan", concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="plan")
-        title.submit(app.plan, [title, description, planner], [canvas, table, raw, notices, planned],
-                     api_visibility="private", concurrency_id="plan")
+        plan_in, plan_out = [title, subtitle, author, description, planner], [canvas, table, raw, notices, planned]
+        plan_btn.click(app.plan, plan_in, plan_out, api_name="plan", concurrency_limit=GENERATE_CONCURRENCY,
+                       concurrency_id="plan")
+        title.submit(app.plan, plan_in, plan_out, api_visibility="private", concurrency_id="plan")
         canvas.change(app.edit_boxes, [canvas, table], [table, notices], api_name="edit_boxes",
                       trigger_mode="always_last", show_progress="hidden")
         table.input(app.edit_table, [table], [canvas, notices], api_name="edit_table", trigger_mode="always_last",

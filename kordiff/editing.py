@@ -151,6 +151,14 @@ def _kept_text(tokenizer, ids: list[int]) -> str:
     return unicodedata.normalize("NFC", "".join(chars)) if starts else ""
 
 
+def check_line(name: str, text: str | None) -> str:
+    """A stripped optional line (subtitle, author); raises ValueError when it is absurdly long."""
+    text = " ".join((text or "").split())
+    if len(text) > MAX_TITLE_CHARS:
+        raise ValueError(f"The {name} is {len(text)} characters long; at most {MAX_TITLE_CHARS} are accepted.")
+    return text
+
+
 def prompt_notices(tokenizer, title: str, description: str, layout: Layout) -> list[str]:
     """What will not reach the model: unsupported characters, a caption or boxes cut at the 77-token budget."""
     caption = book_caption(title, description)

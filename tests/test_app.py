@@ -27,7 +27,7 @@ def cover_app():
 
 @pytest.fixture(scope="module")
 def planned(cover_app):
-    return cover_app.plan(TITLE, "", "heuristic")
+    return cover_app.plan(TITLE, "", "", "", "heuristic")
 
 
 def gen(cover_app, table, seed=3, n=1, randomise=False, title=TITLE, **kw):
@@ -47,9 +47,16 @@ def test_plan_fills_canvas_table_raw_output_and_state(planned):
     assert notices == ""
 
 
+def test_plan_places_subtitle_and_author(cover_app):
+    _, rows, *_ = cover_app.plan(TITLE, "바다 이야기", "김하늘", "", "heuristic")
+    assert [r[0] for r in rows] == [TITLE, "바다 이야기", "김하늘"]
+    with pytest.raises(gr.Error, match="The author is 201 characters long"):
+        cover_app.plan(TITLE, "", "가" * 201, "", "heuristic")
+
+
 def test_plan_refuses_an_empty_title(cover_app):
     with pytest.raises(gr.Error, match="Type a book title"):
-        cover_app.plan("  ", "", "heuristic")
+        cover_app.plan("  ", "", "", "", "heuristic")
 
 
 def test_m1_unavailable_falls_back_to_heuristic_with_a_notice(cover_app, monkeypatch):
@@ -57,13 +64,13 @@ def test_m1_unavailable_falls_back_to_heuristic_with_a_notice(cover_app, monkeyp
         raise app.PlannerUnavailableError("no M1 weights here")
 
     monkeypatch.setattr(app, "_plan_m1", unavailable)
-    _, rows, raw, notices, _ = cover_app.plan(TITLE, "", "m1")
+    _, rows, raw, notices, _ = cover_app.plan(TITLE, "", "", "", "m1")
     assert rows and "heuristic" in raw
     assert "M1 planner unavailable (no M1 weights here)" in notices
 
 
 def test_plan_of_hanja_and_emoji_title_says_what_has_no_token(cover_app):
-    notices = cover_app.plan("天地 🎉", "", "heuristic")[3]
+    notices = cover_app.plan("天地 🎉", "", "", "", "heuristic")[3]
     assert "No token for 天 地 🎉" in notices
 
 
@@ -134,7 +141,7 @@ def test_generate_validates_before_loading_anything(change, msg):
 
 def test_missing_weights_give_one_clear_message(tmp_path):
     missing = app.CoverApp(app.AppConfig(model=str(tmp_path / "no-model"), planner="heuristic"))
-    assert missing.plan(TITLE, "", "heuristic")[1]  # planning still works
+    assert missing.plan(TITLE, "", "", "", "heuristic")[1]  # planning still works
     with pytest.raises(gr.Error) as e:
         gen(missing, [[TITLE, 0, 0, 128, 30]])
     assert e.value.title == "Model unavailable"

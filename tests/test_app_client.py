@@ -53,7 +53,7 @@ def test_named_endpoints(client):
 
 
 def test_plan_edit_generate(client):
-    canvas, table, raw, notices = client.predict(TITLE, "", "heuristic", api_name="/plan")
+    canvas, table, raw, notices = client.predict(TITLE, "", "", "", "heuristic", api_name="/plan")
     assert canvas["boxes"][0]["label"] == TITLE and table["data"][0][0] == TITLE
     assert raw.startswith("# planner: heuristic")
     moved = [dict(canvas["boxes"][0], xmin=0, xmax=256, ymin=-20, ymax=80)] + canvas["boxes"][1:]
@@ -72,8 +72,8 @@ def test_plan_edit_generate(client):
 def test_reset_state_is_per_session(url, tmp_path):
     a = gradio_client.Client(url, verbose=False, download_files=str(tmp_path / "a"))
     b = gradio_client.Client(url, verbose=False, download_files=str(tmp_path / "b"))
-    a.predict("바람이 머무는 곳", "", "heuristic", api_name="/plan")
-    b.predict("The Silent Forest", "", "heuristic", api_name="/plan")
+    a.predict("바람이 머무는 곳", "", "", "", "heuristic", api_name="/plan")
+    b.predict("The Silent Forest", "", "", "", "heuristic", api_name="/plan")
     assert a.predict(api_name="/reset")[1]["data"][0][0] == "바람이 머무는 곳"
     assert b.predict(api_name="/reset")[1]["data"][0][0] == "The Silent Forest"
 
