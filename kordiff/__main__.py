@@ -38,6 +38,7 @@ def cmd_generate(args) -> int:
         layout = _planner(args.planner, cfg.seed or 0).plan(args.title, args.description).layout
     caption = book_caption(args.title, args.description)
     pipe = load_pipeline(cfg.model, scheme=cfg.scheme)
+    pipe.set_progress_bar_config(disable=False)
     out = pipe(caption, layout, num_images=cfg.num_images, num_inference_steps=cfg.steps,
                guidance_scale=cfg.guidance_scale, seed=cfg.seed, scheduler=cfg.scheduler)
     dest = Path(args.out)

@@ -102,5 +102,4 @@ def load_pipeline(model: str = BASELINE, device=None, dtype=None, scheme: str = 
     if model == BASELINE:
         return from_textdiffuser2(scheme=scheme, device=device, dtype=dtype)
     device, dtype = resolve_device_dtype(device, dtype)
-    pipe = load_component("kordiff pipeline", model, KorDiffPipeline.from_pretrained, torch_dtype=dtype)
-    return pipe.to(device)
+    return KorDiffPipeline.from_pretrained(model, torch_dtype=dtype).to(device)

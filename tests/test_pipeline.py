@@ -112,3 +112,11 @@ def test_offline_loading_fails_with_one_clear_message(monkeypatch):
     assert e.value.__cause__ is None and e.value.__suppress_context__
     with pytest.raises(ModelUnavailableError, match="no/such/dir"):
         load_pipeline("no/such/dir")
+    with pytest.raises(ModelUnavailableError, match="someone/kordiff-ko"):
+        KorDiffPipeline.from_pretrained("someone/kordiff-ko")
+
+
+def test_attention_uses_sdpa(tiny_pipe):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    assert all(isinstance(p, AttnProcessor2_0) for p in tiny_pipe.unet.attn_processors.values())
