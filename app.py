@@ -8,11 +8,11 @@ import logging
 import os
 import random
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import gradio as gr
 from gradio_image_annotation import image_annotator
-from PIL import Image, ImageDraw
 
 import kordiff
 from kordiff import editing
@@ -20,7 +20,6 @@ from kordiff.assets import font_path
 from kordiff.loading import BASELINE, TINY, hub_reachable
 from kordiff.pipeline import MAX_IMAGES, SCHEDULERS
 from kordiff.planner import HeuristicPlanner, M1Planner, PlannerUnavailableError
-from kordiff.tokens import clip_tokenizer_from_assets, extend_tokenizer
 
 try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated function runs
     import spaces
@@ -34,8 +33,8 @@ logger = logging.getLogger("kordiff.app")
 
 HAS_COVERS = importlib.util.find_spec("kordiff.covers") is not None
 PLANNERS = ("m1", "heuristic")
+MODES = ("diffusion", "hybrid", "typeset")  # the last two come with kordiff.covers
 MAX_STEPS, MAX_GUIDANCE, MAX_SEED = 150, 30.0, 2**31 - 1
-GENERATE_CONCURRENCY = 2  # two SD1.5 batches of 8 fit a 24 GB GPU next to the planner
 EXAMPLES = [  # the seed report's benchmark titles: (title, author, description)
     ["마음의 바다", "김하늘", "a calm sea at dawn"], ["잃어버린 시간", "", "an old clock in the fog, watercolor"],
     ["바람이 머무는 곳", "", ""], ["작은 행복의 발견", "", "warm pastel illustration"],
@@ -46,18 +45,7 @@ EXAMPLES = [  # the seed report's benchmark titles: (title, author, description)
 TRACK_TQDM = gr.Progress(track_tqdm=True)  # gradio gives each request its own tracker modelled on this default
 
 
-def _blank_cover(size: int = editing.CANVAS_SIZE) -> Image.Image:
-    """A paper-coloured cover with a faint 16-cell grid, so the cover's edges show on the canvas."""
-    img = Image.new("RGB", (size, size), "#f3efe6")
-    draw = ImageDraw.Draw(img)
-    for x in range(0, size + 1, size // 8):
-        draw.line([(x, 0), (x, size)], fill="#e2dccd")
-        draw.line([(0, x), (size, x)], fill="#e2dccd")
-    draw.rectangle([0, 0, size - 1, size - 1], outline="#b9b09a", width=2)
-    return img
-
-
-BLANK = _blank_cover()
+BLANK = editing.blank_cover()
 FONT = font_path("sans")
 HANGUL_RANGE = "U+1100-11FF, U+3130-318F, U+AC00-D7A3"
 # The canvas draws labels in "Arial": lend it the shipped Hangul font so labels are readable without system fonts.
@@ -76,11 +64,12 @@ class AppConfig:
     model: str = BASELINE
     planner: str = "m1"
     m1_quantization: str | None = None  # None: fp16 (13.5 GB); "8bit"/"4bit" need bitsandbytes
+    concurrency: int = 1  # generations at once: one batch of 8 fits a 24 GB GPU beside an fp16 M1
 
     @classmethod
     def from_env(cls) -> AppConfig:
         return cls(os.environ.get("KORDIFF_MODEL", BASELINE), os.environ.get("KORDIFF_PLANNER", "m1"),
-                   os.environ.get("KORDIFF_M1_QUANTIZATION") or None)
+                   os.environ.get("KORDIFF_M1_QUANTIZATION") or None, int(os.environ.get("KORDIFF_CONCURRENCY", 1)))
 
 
 class _Lazy:
@@ -100,12 +89,6 @@ def _load_pipeline(model: str):
     pipe = kordiff.load_pipeline(model)  # raises ModelUnavailableError saying what is missing
     pipe.set_progress_bar_config(disable=False)  # gr.Progress(track_tqdm=True) follows this bar
     return pipe
-
-
-def _asset_tokenizer():
-    tok = clip_tokenizer_from_assets()
-    extend_tokenizer(tok)
-    return tok
 
 
 # Shared models, keyed by model name (never by user): the GPU functions below look them up here because
@@ -134,17 +117,33 @@ def _plan_m1(title: str, description: str, keywords: list[str], quantization: st
     return planner.plan(title, description, keywords)
 
 
-@gpu
-def _generate(model, caption, layout, num_images, steps, guidance, scheduler, seed):
-    pipe = pipeline_for(model)
+@contextmanager
+def _failures_explained():
     try:
-        return pipe(caption, layout, num_images=num_images, num_inference_steps=steps, guidance_scale=guidance,
-                    seed=seed, scheduler=scheduler)
+        yield
     except Exception as e:  # out of memory, a broken checkpoint, ...: one message in the UI, the trace in the log
         logger.exception("generation failed")
         hint = " Try fewer images." if "out of memory" in str(e).lower() else ""
         reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
         raise gr.Error(f"Generation failed: {reason}.{hint}", print_exception=False) from None
+
+
+@gpu
+def _generate(model, title, description, layout, num_images, steps, guidance, scheduler, seed):
+    pipe = pipeline_for(model)
+    with _failures_explained():
+        return pipe(kordiff.book_caption(title, description), layout, num_images=num_images,
+                    num_inference_steps=steps, guidance_scale=guidance, seed=seed, scheduler=scheduler)
+
+
+@gpu
+def _covers(mode, model, title, description, layout, num_images, steps, guidance, scheduler, seed):
+    from kordiff.covers import CoverOptions, make_covers
+
+    pipe = None if mode == "typeset" else pipeline_for(model)
+    options = CoverOptions(num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler)
+    with _failures_explained():
+        return make_covers(mode, layout, title, description, n=num_images, seed=seed, pipeline=pipe, options=options)
 
 
 class CoverApp:
@@ -156,15 +155,13 @@ class CoverApp:
     def tokenizer(self):
         """The loaded pipeline's tokenizer, else the shipped CLIP BPE with Hangul (notices before loading)."""
         pipe = _model(f"pipeline:{self.config.model}", lambda: _load_pipeline(self.config.model)).value
-        return pipe.tokenizer if pipe is not None else _model("tokenizer", _asset_tokenizer).get()
+        return pipe.tokenizer if pipe is not None else editing.assets_tokenizer()
 
     def plan(self, title: str, subtitle: str, author: str, description: str, planner: str):
         """Title (+ subtitle, author) -> (canvas, table, planner output, notices, planned layout for Reset)."""
-        title, description = _checked_text(title, description)
-        try:
+        with _explained():
+            title, description = editing.check_text(title, description)
             subtitle, author = editing.check_line("subtitle", subtitle), editing.check_line("author", author)
-        except ValueError as e:
-            raise gr.Error(str(e), print_exception=False) from None
         notices, result = [], None
         if planner == "m1":
             try:
@@ -200,45 +197,61 @@ class CoverApp:
 
     def generate(self, title, description, table, num_images, steps, guidance, scheduler, seed, randomise,
                  mode="diffusion", progress=TRACK_TQDM):
-        """Title + table of boxes -> (gallery of (image, 'seed N'), layout preview, decoded prompt, notices, seed)."""
-        title, description = _checked_text(title, description)
-        num_images = _checked_number("Number of images", num_images, 1, MAX_IMAGES, int)
-        steps = _checked_number("Steps", steps, 1, MAX_STEPS, int)
-        guidance = _checked_number("Guidance scale", guidance, 0.0, MAX_GUIDANCE, float)
-        if scheduler not in SCHEDULERS:
-            raise gr.Error(f"Unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}.",
-                           print_exception=False)
-        seed = random.randint(0, MAX_SEED) if randomise else _checked_number("Seed", seed, 0, MAX_SEED, int)
+        """Title + table of boxes -> (gallery of (image, caption with seed), layout preview, prompt, notices, seed)."""
+        with _explained():
+            title, description = editing.check_text(title, description)
+            num_images = editing.check_number("Number of images", num_images, 1, MAX_IMAGES, integer=True)
+            steps = editing.check_number("Steps", steps, 1, MAX_STEPS, integer=True)
+            guidance = editing.check_number("Guidance scale", guidance, 0.0, MAX_GUIDANCE)
+            if scheduler not in SCHEDULERS:
+                raise ValueError(f"Unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}.")
+            modes = MODES if HAS_COVERS else MODES[:1]
+            if mode not in modes:
+                raise ValueError(f"Unknown mode {mode!r}; this installation offers {', '.join(modes)}.")
+            seed = random.randint(0, MAX_SEED) if randomise else editing.check_number("Seed", seed, 0, MAX_SEED, True)
         edit = editing.rows_to_layout(table)
-        progress(0, desc="Loading the model (first request only)")
-        try:
-            pipe = pipeline_for(self.config.model)
-        except kordiff.ModelUnavailableError as e:
-            raise gr.Error(f"{e} Planning and editing still work without it.", title="Model unavailable",
-                           print_exception=False) from None
-        notices = list(edit.notices) + editing.prompt_notices(pipe.tokenizer, title, description, edit.layout)
-        out = _generate(self.config.model, kordiff.book_caption(title, description), edit.layout, num_images, steps,
-                        guidance, scheduler, seed)
-        gallery = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds)]
+        notices = list(edit.notices)
+        if mode == "typeset" and not len(edit.layout):
+            raise gr.Error("The 'typeset' mode sets the text of the boxes: plan a layout or add a row to the table.",
+                           print_exception=False)
+        if mode == "hybrid" and not len(edit.layout):
+            notices.append("The 'hybrid' mode needs text boxes; generated with 'diffusion' instead.")
+            mode = "diffusion"
+        tokenizer = editing.assets_tokenizer()
+        if mode != "typeset":
+            progress(0, desc="Loading the model (first request only)")
+            try:
+                tokenizer = pipeline_for(self.config.model).tokenizer
+            except kordiff.ModelUnavailableError as e:
+                hint = " The 'typeset' mode works without weights." if HAS_COVERS else ""
+                raise gr.Error(f"{e} Planning and editing still work without it.{hint}", title="Model unavailable",
+                               print_exception=False) from None
+        notices += editing.prompt_notices(tokenizer, title, description, edit.layout)
+        args = (self.config.model, title, description, edit.layout, num_images, steps, guidance, scheduler, seed)
+        if mode == "diffusion" and not (HAS_COVERS and len(edit.layout)):
+            out = _generate(*args)
+            gallery = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds)]
+        else:  # kordiff.covers: OCR-scored covers, and the typeset/hybrid modes
+            gallery = [(c.image, _cover_caption(c)) for c in _covers(mode, *args)]
+        enc = kordiff.encode_prompt_report(tokenizer, kordiff.book_caption(title, description), edit.layout)
         preview = kordiff.render_layout(edit.layout, size=editing.CANVAS_SIZE)
-        return gallery, preview, out.prompt_text, _notify(notices), seed
+        return gallery, preview, kordiff.decode_prompt(tokenizer, enc.ids), _notify(notices), seed
 
 
-def _checked_text(title, description) -> tuple[str, str]:
+@contextmanager
+def _explained():
+    """Invalid input (ValueError with a user-facing message) -> one gr.Error for the UI and API clients."""
     try:
-        return editing.check_text(title, description)
+        yield
     except ValueError as e:
         raise gr.Error(str(e), print_exception=False) from None
 
 
-def _checked_number(name: str, value, lo, hi, kind):
-    try:
-        x = kind(float(value)) if kind is int else kind(value)
-    except (TypeError, ValueError, OverflowError):
-        raise gr.Error(f"{name} must be a number, got {value!r}.", print_exception=False) from None
-    if not lo <= x <= hi:
-        raise gr.Error(f"{name} must be between {lo} and {hi}, got {value!r}.", print_exception=False)
-    return x
+def _cover_caption(cover) -> str:
+    score = cover.score
+    if score is None:
+        return f"seed {cover.seed} · {cover.mode}"
+    return f"seed {cover.seed} · {cover.mode} · OCR read {score.hypothesis.strip()!r}, similarity {score.ned:.2f}"
 
 
 def _canvas(layout: kordiff.Layout) -> dict:
@@ -292,7 +305,7 @@ def build_demo(config: AppConfig) -> gr.Blocks:
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                     randomise = gr.Checkbox(True, label="Randomise seed", elem_id="randomise")
-                mode = gr.Radio(["diffusion", "hybrid", "typeset"], value="diffusion", label="Mode",
+                mode = gr.Radio(list(MODES), value="diffusion", label="Mode (typeset: exact title, no weights)",
                                 visible=HAS_COVERS)
                 gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
@@ -303,7 +316,7 @@ def build_demo(config: AppConfig) -> gr.Blocks:
                     prompt = gr.Textbox(label="Conditioning prompt (decoded)", lines=3, elem_id="prompt")
 
         plan_in, plan_out = [title, subtitle, author, description, planner], [canvas, table, raw, notices, planned]
-        plan_btn.click(app.plan, plan_in, plan_out, api_name="plan", concurrency_limit=GENERATE_CONCURRENCY,
+        plan_btn.click(app.plan, plan_in, plan_out, api_name="plan", concurrency_limit=config.concurrency,
                        concurrency_id="plan")
         title.submit(app.plan, plan_in, plan_out, api_visibility="private", concurrency_id="plan")
         canvas.change(app.edit_boxes, [canvas, table], [table, notices], api_name="edit_boxes",
@@ -313,7 +326,7 @@ def build_demo(config: AppConfig) -> gr.Blocks:
         reset_btn.click(app.reset, [planned], [canvas, table, notices], api_name="reset")
         gen_btn.click(app.generate, [title, description, table, num_images, steps, guidance, scheduler, seed,
                                      randomise, mode], [gallery, preview, prompt, notices, seed], api_name="generate",
-                      concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="gpu")
+                      concurrency_limit=config.concurrency, concurrency_id="gpu")
     return demo
 
 
@@ -327,13 +340,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--planner", choices=PLANNERS, default=os.environ.get("KORDIFF_PLANNER", "m1"))
     p.add_argument("--m1-quantization", choices=("8bit", "4bit"), default=os.environ.get("KORDIFF_M1_QUANTIZATION"),
                    help="load M1 in 8/4 bit (bitsandbytes) to leave GPU memory for the pipeline")
+    p.add_argument("--concurrency", type=int, default=int(os.environ.get("KORDIFF_CONCURRENCY", 1)),
+                   help="generations run at once (each holds up to 8 images in GPU memory)")
     p.add_argument("--tiny", action="store_true", help=f"same as --model {TINY} (UI development, smoke tests)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = AppConfig(TINY if args.tiny else args.model, args.planner, args.m1_quantization)
+    config = AppConfig(TINY if args.tiny else args.model, args.planner, args.m1_quantization, max(1, args.concurrency))
     if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU forks per call: load in the main process or reload every call
         try:
             pipeline_for(config.model)

@@ -11,9 +11,12 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+
+from PIL import Image, ImageDraw
 
 from .layout import _PREVIEW_COLOURS, GRID, Box, Layout, LayoutError
-from .tokens import MAX_LENGTH, book_caption, encode_prompt_report
+from .tokens import MAX_LENGTH, book_caption, clip_tokenizer_from_assets, encode_prompt_report, extend_tokenizer
 
 CANVAS_SIZE = 512  # the canvas is square and 4 px per grid cell, so pixel <-> grid is exact
 TABLE_COLUMNS = ("text", "l", "t", "r", "b")
@@ -27,6 +30,17 @@ class EditResult:
 
     layout: Layout
     notices: tuple[str, ...] = ()
+
+
+def blank_cover(size: int = CANVAS_SIZE) -> Image.Image:
+    """A paper-coloured cover with a faint 16-cell grid, so the cover's edges show on the canvas."""
+    img = Image.new("RGB", (size, size), "#f3efe6")
+    draw = ImageDraw.Draw(img)
+    for x in range(0, size + 1, size // 8):
+        draw.line([(x, 0), (x, size)], fill="#e2dccd")
+        draw.line([(0, x), (size, x)], fill="#e2dccd")
+    draw.rectangle([0, 0, size - 1, size - 1], outline="#b9b09a", width=2)
+    return img
 
 
 def box_colour(index: int) -> str:
@@ -142,6 +156,14 @@ def check_text(title: str | None, description: str | None = "") -> tuple[str, st
     return title, description
 
 
+@lru_cache(maxsize=1)
+def assets_tokenizer():
+    """SD1.5's CLIP BPE + TD2 + Hangul syllable tokens, for prompt notices before any model is loaded."""
+    tok = clip_tokenizer_from_assets()
+    extend_tokenizer(tok)
+    return tok
+
+
 def _kept_text(tokenizer, ids: list[int]) -> str:
     """Characters of the last (cut) box that made it into the prompt ids."""
     added = tokenizer.added_tokens_decoder  # convert_ids_to_tokens lower-cases added tokens such as "[T]"
@@ -149,6 +171,18 @@ def _kept_text(tokenizer, ids: list[int]) -> str:
     starts = [i for i, t in enumerate(tokens) if re.fullmatch(r"l\d+", t or "")]
     chars = [t[1:-1] for t in tokens[starts[-1] + 4:] if t and len(t) >= 3 and t[0] == "[" and t[-1] == "]"]
     return unicodedata.normalize("NFC", "".join(chars)) if starts else ""
+
+
+def check_number(name: str, value, lo: float, hi: float, integer: bool = False) -> float | int:
+    """A number from a widget or an API client within [lo, hi]; raises ValueError with a user-facing message."""
+    x = _number(value)
+    if x is None:
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    if integer:
+        x = int(round(x))
+    if not lo <= x <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value!r}.")
+    return x
 
 
 def check_line(name: str, text: str | None) -> str:

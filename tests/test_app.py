@@ -98,19 +98,20 @@ def test_table_edit_redraws_the_canvas_and_reset_restores_the_plan(cover_app, pl
 def test_generate_shows_seeds_preview_prompt_and_is_deterministic(cover_app, planned):
     rows = planned[1]
     gallery, preview, prompt, notices, seed = gen(cover_app, rows, seed=11, n=2)
-    assert [c for _, c in gallery] == ["seed 11", "seed 12"] and seed == 11
+    assert sorted(c.split(" · ")[0] for _, c in gallery) == ["seed 11", "seed 12"] and seed == 11
     size = app.pipeline_for("tiny-random").image_size
     assert gallery[0][0].size == (size, size) and preview.size == (512, 512)
     assert "[마][음][의][ ][바][다]" in prompt and "book cover with a title of 마음의 바다" in prompt
     again = gen(cover_app, rows, seed=11, n=2)[0]
     assert all(np.array_equal(np.asarray(a[0]), np.asarray(b[0])) for a, b in zip(again, gallery))
     alone = np.asarray(gen(cover_app, rows, seed=12)[0][0][0], dtype=int)  # seed 12 alone: same image up to
-    assert np.abs(alone - np.asarray(gallery[1][0], dtype=int)).max() <= 3  # batch-size rounding
+    by_seed = {c.split(" · ")[0]: img for img, c in gallery}
+    assert np.abs(alone - np.asarray(by_seed["seed 12"], dtype=int)).max() <= 3  # batch-size rounding
 
 
 def test_randomise_draws_a_seed_and_reports_it(cover_app, planned):
     gallery, *_, seed = gen(cover_app, planned[1], seed=0, randomise=True)
-    assert gallery[0][1] == f"seed {seed}"
+    assert gallery[0][1].split(" · ")[0] == f"seed {seed}"
 
 
 def test_generate_without_boxes_explains(cover_app):
@@ -132,6 +133,7 @@ def test_generate_with_a_long_title_says_what_was_cut(cover_app):
     ({"scheduler": "lms"}, "Unknown scheduler"),
     ({"seed": -5}, "Seed must be between"),
     ({"title": ""}, "Type a book title"),
+    ({"mode": "watercolour"}, "Unknown mode 'watercolour'"),
 ])
 def test_generate_validates_before_loading_anything(change, msg):
     never_loaded = app.CoverApp(app.AppConfig(model="/nonexistent/kordiff", planner="heuristic"))
@@ -153,3 +155,17 @@ def test_demo_has_named_endpoints_and_hides_modes_without_covers():
     api = app.demo.get_api_info()["named_endpoints"]
     assert {"/plan", "/generate", "/edit_boxes", "/edit_table"} <= set(api)
     assert app.HAS_COVERS is False or app.HAS_COVERS is True
+
+
+def test_covers_modes_when_kordiff_covers_is_installed(tmp_path):
+    pytest.importorskip("kordiff.covers")
+    assert app.HAS_COVERS
+    no_weights = app.CoverApp(app.AppConfig(model=str(tmp_path / "no-model"), planner="heuristic"))
+    rows = [[TITLE, 8, 10, 120, 40], ["김하늘", 40, 100, 88, 118]]
+    gallery = gen(no_weights, rows, seed=5, n=2, mode="typeset")[0]
+    assert [c.split(" · ")[:2] for _, c in gallery] == [["seed 5", "typeset"], ["seed 6", "typeset"]]
+    assert all("OCR read" in c for _, c in gallery)
+    with pytest.raises(gr.Error, match="mode works without weights"):
+        gen(no_weights, rows, mode="hybrid")
+    with pytest.raises(gr.Error, match="plan a layout or add a row"):
+        gen(no_weights, [], mode="typeset")
