@@ -19,7 +19,7 @@ from kordiff import editing
 from kordiff.assets import font_path
 from kordiff.loading import BASELINE, TINY, hub_reachable
 from kordiff.pipeline import MAX_IMAGES, SCHEDULERS
-from kordiff.planner import HeuristicPlanner, M1Planner, PlannerUnavailableError
+from kordiff.planner import M1_MODEL_ID, HeuristicPlanner, M1Planner, PlannerUnavailableError
 
 try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated function runs
     import spaces
@@ -63,13 +63,15 @@ class AppConfig:
 
     model: str = BASELINE
     planner: str = "m1"
+    m1_model: str = M1_MODEL_ID  # Hub id or local directory of TD2's layout planner
     m1_quantization: str | None = None  # None: fp16 (13.5 GB); "8bit"/"4bit" need bitsandbytes
     concurrency: int = 1  # generations at once: one batch of 8 fits a 24 GB GPU beside an fp16 M1
 
     @classmethod
     def from_env(cls) -> AppConfig:
-        return cls(os.environ.get("KORDIFF_MODEL", BASELINE), os.environ.get("KORDIFF_PLANNER", "m1"),
-                   os.environ.get("KORDIFF_M1_QUANTIZATION") or None, int(os.environ.get("KORDIFF_CONCURRENCY", 1)))
+        env = os.environ.get
+        return cls(env("KORDIFF_MODEL", BASELINE), env("KORDIFF_PLANNER", "m1"), env("KORDIFF_M1_MODEL", M1_MODEL_ID),
+                   env("KORDIFF_M1_QUANTIZATION") or None, int(env("KORDIFF_CONCURRENCY", 1)))
 
 
 class _Lazy:
@@ -107,14 +109,11 @@ def pipeline_for(model: str):
     return _model(f"pipeline:{model}", lambda: _load_pipeline(model)).get()
 
 
-def _m1_planner(quantization: str | None):
-    return M1Planner(quantization=quantization, local_files_only=not hub_reachable())
-
-
 @gpu
-def _plan_m1(title: str, description: str, keywords: list[str], quantization: str | None):
-    planner = _model(f"planner:m1:{quantization}", lambda: _m1_planner(quantization)).get()
-    return planner.plan(title, description, keywords)
+def _plan_m1(title: str, description: str, keywords: list[str], model: str, quantization: str | None):
+    local = os.path.isdir(model) or not hub_reachable()
+    build = lambda: M1Planner(model, quantization=quantization, local_files_only=local)  # noqa: E731
+    return _model(f"planner:{model}:{quantization}", build).get().plan(title, description, keywords)
 
 
 @contextmanager
@@ -166,7 +165,7 @@ class CoverApp:
         if planner == "m1":
             try:
                 keywords = [t for t in (title, subtitle, author) if t]
-                result = _plan_m1(title, description, keywords, self.config.m1_quantization)
+                result = _plan_m1(title, description, keywords, self.config.m1_model, self.config.m1_quantization)
             except PlannerUnavailableError as e:
                 notices.append(f"M1 planner unavailable ({e}); used the heuristic planner.")
         result = result or HeuristicPlanner(seed=0).plan(title, description, subtitle=subtitle, author=author)
@@ -338,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default=os.environ.get("KORDIFF_MODEL", BASELINE),
                    help=f"'{BASELINE}' (TD2 baseline), '{TINY}', a saved kordiff pipeline directory or Hub id")
     p.add_argument("--planner", choices=PLANNERS, default=os.environ.get("KORDIFF_PLANNER", "m1"))
+    p.add_argument("--m1-model", default=os.environ.get("KORDIFF_M1_MODEL", M1_MODEL_ID),
+                   help="Hub id or local directory of the M1 layout planner")
     p.add_argument("--m1-quantization", choices=("8bit", "4bit"), default=os.environ.get("KORDIFF_M1_QUANTIZATION"),
                    help="load M1 in 8/4 bit (bitsandbytes) to leave GPU memory for the pipeline")
     p.add_argument("--concurrency", type=int, default=int(os.environ.get("KORDIFF_CONCURRENCY", 1)),
@@ -348,7 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--share", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = AppConfig(TINY if args.tiny else args.model, args.planner, args.m1_quantization, max(1, args.concurrency))
+    config = AppConfig(TINY if args.tiny else args.model, args.planner, args.m1_model, args.m1_quantization,
+                       max(1, args.concurrency))
     if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU forks per call: load in the main process or reload every call
         try:
             pipeline_for(config.model)

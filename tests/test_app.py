@@ -69,6 +69,16 @@ def test_m1_unavailable_falls_back_to_heuristic_with_a_notice(cover_app, monkeyp
     assert "M1 planner unavailable (no M1 weights here)" in notices
 
 
+def test_m1_planner_path_with_a_tiny_llama(tiny_llama_dir, tmp_path):
+    m1_app = app.CoverApp(app.AppConfig(model="tiny-random", planner="m1", m1_model=str(tiny_llama_dir)))
+    canvas, rows, raw, notices, state = m1_app.plan(TITLE, "", "김하늘", "", "m1")
+    assert raw.startswith("# planner: m1")  # "m1" or "m1+heuristic" when the random LLM's answer is repaired
+    assert {r[0] for r in rows} == {TITLE, "김하늘"} and "M1 planner unavailable" not in notices
+    missing = app.CoverApp(app.AppConfig(model="tiny-random", planner="m1", m1_model=str(tmp_path / "no-m1")))
+    _, rows, raw, notices, _ = missing.plan(TITLE, "", "", "", "m1")
+    assert raw.startswith("# planner: heuristic") and "M1 planner unavailable (cannot load the M1" in notices
+
+
 def test_plan_of_hanja_and_emoji_title_says_what_has_no_token(cover_app):
     notices = cover_app.plan("天地 🎉", "", "", "", "heuristic")[3]
     assert "No token for 天 地 🎉" in notices
