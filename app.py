@@ -109,11 +109,16 @@ def pipeline_for(model: str):
     return _model(f"pipeline:{model}", lambda: _load_pipeline(model)).get()
 
 
-@gpu
-def _plan_m1(title: str, description: str, keywords: list[str], model: str, quantization: str | None):
+def m1_for(model: str, quantization: str | None) -> M1Planner:
+    """The shared M1 planner (its weights load on its first plan, or on `.load()`)."""
     local = os.path.isdir(model) or not hub_reachable()
     build = lambda: M1Planner(model, quantization=quantization, local_files_only=local)  # noqa: E731
-    return _model(f"planner:{model}:{quantization}", build).get().plan(title, description, keywords)
+    return _model(f"planner:{model}:{quantization}", build).get()
+
+
+@gpu
+def _plan_m1(title: str, description: str, keywords: list[str], model: str, quantization: str | None):
+    return m1_for(model, quantization).plan(title, description, keywords)
 
 
 @contextmanager
@@ -354,7 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU forks per call: load in the main process or reload every call
         try:
             pipeline_for(config.model)
-        except kordiff.ModelUnavailableError as e:
+            if config.planner == "m1":
+                m1_for(config.m1_model, config.m1_quantization).load()
+        except (kordiff.ModelUnavailableError, PlannerUnavailableError) as e:
             logger.error("%s", e)
     app = build_demo(config)
     app.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_KWARGS)

@@ -106,3 +106,33 @@ def test_concurrent_generations_equal_sequential_ones(client):
     assert [r[0][0]["caption"].split(" · ")[0] for r in results] == ["seed 101", "seed 202", "seed 303", "seed 404"]
     assert [pixels_hash(r[0][0]["image"]) for r in results] == sequential
     assert len(set(sequential)) == 4  # the four requests really differ
+
+
+def test_cli_starts_offline_without_weights_and_explains(tmp_path):
+    """`python app.py` with the default TD2 model and no weights: it serves, plans, and Generate explains."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), KORDIFF_PLANNER="heuristic")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                c = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path))
+                break
+            except Exception:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"app.py did not start:\n{proc.stdout.read() if proc.poll() is not None else ''}")
+                time.sleep(1)
+        table = c.predict(TITLE, "", "", "", "heuristic", api_name="/plan")[1]
+        with pytest.raises(Exception, match="Could not load the TD2 UNet.*Planning and editing still work"):
+            generate(c, table, seed=1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
