@@ -174,7 +174,7 @@ class KorDiffPipeline(DiffusionPipeline):
         sched.set_timesteps(num_inference_steps, device=device)
         timesteps = sched.timesteps
         if image is not None:
-            start = int(round(num_inference_steps * (1 - strength)))
+            start = min(int(round(num_inference_steps * (1 - strength))), num_inference_steps - 1)  # >= 1 step
             timesteps = timesteps[start * sched.order:]
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(start * sched.order)

@@ -196,7 +196,21 @@ def decode_prompt(tokenizer, ids: list[int]) -> str:
     ids = list(ids)
     while len(ids) > 1 and ids[-1] == tokenizer.pad_token_id and ids[-2] == tokenizer.pad_token_id:
         ids.pop()
-    return tokenizer.decode(ids, skip_special_tokens=False)
+    # transformers' decode lowercases added tokens ("[T]" -> "[t]"); spell them from the added-token table instead.
+    added = tokenizer.added_tokens_decoder
+    parts: list[str] = []
+    run: list[int] = []
+    for i in ids:
+        if i in added:
+            if run:
+                parts.append(tokenizer.decode(run))
+                run = []
+            parts.append(added[i].content)
+        else:
+            run.append(i)
+    if run:
+        parts.append(tokenizer.decode(run))
+    return "".join(parts)
 
 
 def extend_text_encoder(text_encoder, tokenizer, init: str | torch.Tensor = "mean") -> int:

@@ -121,6 +121,9 @@ def test_decode_prompt_is_readable(syllable_tokenizer):
     ids = encode_prompt(syllable_tokenizer, "cover", Layout((Box("달빛", 0, 0, 64, 20),)))
     text = decode_prompt(syllable_tokenizer, ids)
     assert "[달][빛]" in text and "l0t0r64b20" in text.replace(" ", "") and text.count("<|endoftext|>") <= 5
+    ids = encode_prompt(syllable_tokenizer, "A Cat", Layout((Box("Tt", 0, 0, 9, 9),)))
+    upper = decode_prompt(syllable_tokenizer, ids)
+    assert upper == "<|startoftext|>a cat<|endoftext|><|startoftext|>l0t0r9b9[T][t]<|endoftext|>"
 
 
 def test_extend_text_encoder_keeps_td2_rows_bit_identical(syllable_tokenizer):

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from kordiff.assets import FONTS, load_font
+from kordiff.assets import FONTS, has_glyph, load_font
 from kordiff.tokens import HANGUL_SYLLABLES, book_caption
 
 from . import mario
@@ -370,12 +370,6 @@ class Line:
     y: float  # top of the line
     align: str  # 'l', 'm' or 'r'
     stroke: int
-
-
-@lru_cache(maxsize=65536)
-def has_glyph(style: str, ch: str) -> bool:
-    """Whether a shipped font draws `ch` (NanumSquareB and BM DoHyeon hold only ~2,450 of the 11,172 syllables)."""
-    return ch.isspace() or load_font(style, 32).getmask(ch).getbbox() is not None
 
 
 def font_covers(style: str, text: str) -> bool:
