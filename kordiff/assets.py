@@ -15,7 +15,7 @@ CLIP_TOKENIZER_DIR = ASSETS_DIR / "clip_tokenizer"
 # Short style names -> unmodified OFL font files (see assets/fonts/OFL.txt). sans, serif, handwriting and brush draw
 # all 11,172 syllables; display (BM DoHyeon) only ~2,437, so `covering_style` falls back for the rest.
 FONTS: dict[str, str] = {
-    "sans": "NanumGothicBold.ttf",
+    "sans": "NanumBarunGothicBold.ttf",
     "serif": "NanumMyeongjoBold.ttf",
     "handwriting": "NanumPen.ttf",
     "brush": "NanumBrush.ttf",

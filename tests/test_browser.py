@@ -68,8 +68,8 @@ def test_plan_drag_generate(page):
     text, (l, t, r, b) = first_row(pg)
     assert re.sub(r"\s+", " ", text) == TITLE and len(table_rows(pg)) == 2  # title and author
     # the shipped Hangul font is served and used for the canvas labels ("Arial") and the page
-    assert pg.evaluate("document.fonts.check('12px Arial', '마') && document.fonts.check('16px \"KorDiff Hangul\"', "
-                       "'마')")
+    pg.wait_for_function("document.fonts.check('12px Arial', '마') && document.fonts.check('16px \"KorDiff Hangul\"', "
+                         "'마')", timeout=20_000)
 
     # drag the title box 40 px left and 80 px down (canvas pixels = cover pixels at scale 1) in "drag" mode
     pg.click("#canvas button[aria-label='Drag boxes']")
