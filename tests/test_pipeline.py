@@ -120,3 +120,27 @@ def test_attention_uses_sdpa(tiny_pipe):
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     assert all(isinstance(p, AttnProcessor2_0) for p in tiny_pipe.unet.attn_processors.values())
+
+
+def test_from_textdiffuser2_assembles_td2_with_sd15_parts(tmp_path):
+    """TD2's UNet/text encoder + SD1.5's VAE/scheduler/tokenizer from local folders laid out like the Hub repos."""
+    from kordiff.tiny import sd15_scheduler, tiny_text_encoder, tiny_unet, tiny_vae
+    from kordiff.tokens import clip_tokenizer_from_assets
+
+    td2, sd = tmp_path / "td2", tmp_path / "sd15"
+    torch.manual_seed(0)
+    tiny_unet().save_pretrained(td2 / "unet")
+    td2_encoder = tiny_text_encoder(49408 + 2080 + 95)
+    td2_encoder.save_pretrained(td2 / "text_encoder")
+    tiny_vae().save_pretrained(sd / "vae")
+    sd15_scheduler().save_pretrained(sd / "scheduler")
+    clip_tokenizer_from_assets().save_pretrained(sd / "tokenizer")
+
+    pipe = from_textdiffuser2(scheme="jamo", td2_repo=str(td2), sd_repo=str(sd))
+    pipe.set_progress_bar_config(disable=True)
+    assert len(pipe.tokenizer) == 49408 + 2080 + 95 + 67
+    rows = pipe.text_encoder.get_input_embeddings().weight.detach()
+    assert rows.shape[0] == len(pipe.tokenizer)
+    assert torch.equal(rows[:51583], td2_encoder.get_input_embeddings().weight.detach())  # TD2's rows untouched
+    out = pipe(CAPTION, LAYOUT, num_inference_steps=2, seed=0, output_type="np")
+    assert "[ᄇ][ᅧ][ᆯ]" in out.prompt_text and out.images.shape == (1, 128, 128, 3)
