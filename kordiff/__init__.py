@@ -1,8 +1,21 @@
-"""kordiff: readable Korean titles on generated book covers (TextDiffuser-2 extended to Hangul)."""
+"""kordiff: readable Korean titles on generated book covers (TextDiffuser-2 extended to Hangul).
+
+The diffusion side (torch, diffusers) is imported on first use, so planning, layouts and tokens load in a blink.
+"""
+
+import importlib
 
 from .layout import GRID, Box, Layout, LayoutError, render_layout, to_grid, to_pixel
-from .loading import ModelUnavailableError, from_textdiffuser2, load_pipeline, resolve_device_dtype
-from .pipeline import SCHEDULERS, KorDiffOutput, KorDiffPipeline
+from .planner import (
+    HeuristicPlanner,
+    M1Planner,
+    Planner,
+    PlannerUnavailableError,
+    PlanResult,
+    build_planner_prompt,
+    parse_planner_output,
+    parse_planner_output_report,
+)
 from .tokens import (
     SCHEMES,
     PromptEncoding,
@@ -25,4 +38,24 @@ __all__ = [
     "SCHEMES", "PromptEncoding", "book_caption", "clip_tokenizer_from_assets", "decode_prompt", "detect_scheme",
     "encode_prompt", "encode_prompt_report", "extend_text_encoder", "extend_tokenizer", "uncond_prompt",
     "unsupported_chars",
+    "HeuristicPlanner",
+    "M1Planner",
+    "Planner",
+    "PlannerUnavailableError",
+    "PlanResult",
+    "build_planner_prompt",
+    "parse_planner_output",
+    "parse_planner_output_report",
 ]
+
+_LAZY = {
+    "ModelUnavailableError": ".loading", "from_textdiffuser2": ".loading", "load_pipeline": ".loading",
+    "resolve_device_dtype": ".loading", "SCHEDULERS": ".pipeline", "KorDiffOutput": ".pipeline",
+    "KorDiffPipeline": ".pipeline",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'kordiff' has no attribute {name!r}")

@@ -44,20 +44,25 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _looks_local(name: str) -> bool:
+    return os.path.exists(name) or name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
+
+
 def _missing_message(what: str, repo: str, err: BaseException) -> str:
-    where = "a local directory" if os.path.isdir(repo) else f"the Hugging Face Hub repo {repo!r}"
-    how = (
-        f"Download it once where there is network access (`huggingface-cli download {repo}`) and run again "
-        "(the Hub cache is used offline), or pass a local directory."
-        if not os.path.isdir(repo) else "Check that the directory holds a saved kordiff pipeline (model_index.json)."
-    )
-    reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-    return f"Could not load the {what} from {where}: {reason}. {how}"
+    reason = (str(err).splitlines() or [type(err).__name__])[0][:200].rstrip(". ") or type(err).__name__
+    if _looks_local(repo):
+        if not os.path.isdir(os.path.expanduser(repo)):
+            return f"Could not load the {what}: there is no directory {repo!r}."
+        return (f"Could not load the {what} from the directory {repo!r}: {reason}. "
+                "Check that it holds a saved kordiff pipeline (model_index.json).")
+    return (f"Could not load the {what} from the Hugging Face Hub repo {repo!r}: {reason}. "
+            f"Download it once where there is network access (`huggingface-cli download {repo}`) and run again "
+            "(the Hub cache is used offline), or pass a local directory.")
 
 
 def load_component(what: str, repo: str, load, **kwargs):
     """Call `load(repo, **kwargs)`, offline-aware; any failure becomes one ModelUnavailableError."""
-    if not os.path.isdir(repo) and not hub_reachable():
+    if not _looks_local(repo) and not hub_reachable():
         kwargs["local_files_only"] = True  # use the cache if it is there; fail fast if not
     try:
         return load(repo, **kwargs)
@@ -76,9 +81,9 @@ def from_textdiffuser2(scheme: str = "syllable", td2_repo: str = TD2_REPO, sd_re
 
     device, dtype = resolve_device_dtype(device, dtype)
     unet = load_component("TD2 UNet", td2_repo, UNet2DConditionModel.from_pretrained, subfolder="unet",
-                          torch_dtype=dtype)
+                          dtype=dtype)
     text_encoder = load_component("TD2 text encoder", td2_repo, CLIPTextModel.from_pretrained, subfolder="text_encoder")
-    vae = load_component("SD1.5 VAE", sd_repo, AutoencoderKL.from_pretrained, subfolder="vae", torch_dtype=dtype)
+    vae = load_component("SD1.5 VAE", sd_repo, AutoencoderKL.from_pretrained, subfolder="vae", dtype=dtype)
     scheduler = load_component("SD1.5 scheduler", sd_repo, DDPMScheduler.from_pretrained, subfolder="scheduler")
     tokenizer = load_component("SD1.5 tokenizer", sd_repo, CLIPTokenizer.from_pretrained, subfolder="tokenizer")
     extend_tokenizer(tokenizer, scheme)
@@ -102,5 +107,4 @@ def load_pipeline(model: str = BASELINE, device=None, dtype=None, scheme: str = 
     if model == BASELINE:
         return from_textdiffuser2(scheme=scheme, device=device, dtype=dtype)
     device, dtype = resolve_device_dtype(device, dtype)
-    pipe = load_component("kordiff pipeline", model, KorDiffPipeline.from_pretrained, torch_dtype=dtype)
-    return pipe.to(device)
+    return KorDiffPipeline.from_pretrained(model, dtype=dtype).to(device)

@@ -76,6 +76,14 @@ class KorDiffPipeline(DiffusionPipeline):
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> KorDiffPipeline:
+        """diffusers' loader; a missing/unreachable pipeline raises one ModelUnavailableError instead of Hub noise."""
+        from .loading import load_component
+
+        parent = super().from_pretrained
+        return load_component("kordiff pipeline", str(pretrained_model_name_or_path), parent, **kwargs)
+
     @property
     def image_size(self) -> int:
         return self.unet.config.sample_size * self.vae_scale_factor
@@ -166,7 +174,7 @@ class KorDiffPipeline(DiffusionPipeline):
         sched.set_timesteps(num_inference_steps, device=device)
         timesteps = sched.timesteps
         if image is not None:
-            start = int(round(num_inference_steps * (1 - strength)))
+            start = min(int(round(num_inference_steps * (1 - strength))), num_inference_steps - 1)  # >= 1 step
             timesteps = timesteps[start * sched.order:]
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(start * sched.order)

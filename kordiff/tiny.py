@@ -10,7 +10,7 @@ from .pipeline import KorDiffPipeline
 from .tokens import clip_tokenizer_from_assets, extend_tokenizer
 
 
-def tiny_unet(cross_attention_dim: int = 32, sample_size: int = 32) -> UNet2DConditionModel:
+def tiny_unet(cross_attention_dim: int = 32, sample_size: int = 16) -> UNet2DConditionModel:
     """diffusers' test-size UNet (two blocks, 32/64 channels)."""
     return UNet2DConditionModel(
         block_out_channels=(32, 64), layers_per_block=2, sample_size=sample_size, in_channels=4, out_channels=4,
@@ -20,7 +20,7 @@ def tiny_unet(cross_attention_dim: int = 32, sample_size: int = 32) -> UNet2DCon
 
 
 def tiny_vae() -> AutoencoderKL:
-    """Four blocks so latents are 1/8 of the image, as in SD1.5 (32x32 latents -> 256x256 covers)."""
+    """Four blocks so latents are 1/8 of the image, as in SD1.5 (16x16 latents -> 128x128 covers)."""
     return AutoencoderKL(
         block_out_channels=(32, 32, 32, 32), layers_per_block=1, latent_channels=4, norm_num_groups=32,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,

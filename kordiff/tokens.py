@@ -10,11 +10,13 @@ import logging
 import string
 import unicodedata
 from dataclasses import dataclass, field
-
-import torch
+from typing import TYPE_CHECKING
 
 from .assets import CLIP_TOKENIZER_DIR
 from .layout import GRID, Layout
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -194,12 +196,34 @@ def decode_prompt(tokenizer, ids: list[int]) -> str:
     ids = list(ids)
     while len(ids) > 1 and ids[-1] == tokenizer.pad_token_id and ids[-2] == tokenizer.pad_token_id:
         ids.pop()
-    return tokenizer.decode(ids, skip_special_tokens=False)
+    # transformers' decode lowercases added tokens ("[T]" -> "[t]"); spell them from the added-token table instead.
+    added = tokenizer.added_tokens_decoder
+    parts: list[str] = []
+    run: list[int] = []
+    for i in ids:
+        if i in added:
+            if run:
+                parts.append(tokenizer.decode(run))
+                run = []
+            parts.append(added[i].content)
+        else:
+            run.append(i)
+    if run:
+        parts.append(tokenizer.decode(run))
+    return "".join(parts)
 
 
-@torch.no_grad()
 def extend_text_encoder(text_encoder, tokenizer, init: str | torch.Tensor = "mean") -> int:
     """Grow the token embedding to the tokenizer; only new rows are set (mean of old rows, or given rows)."""
+    import torch
+
+    with torch.no_grad():
+        return _extend_rows(text_encoder, tokenizer, init)
+
+
+def _extend_rows(text_encoder, tokenizer, init) -> int:
+    import torch
+
     emb = text_encoder.get_input_embeddings()
     old, new = emb.weight.shape[0], len(tokenizer)
     if new < old:

@@ -39,8 +39,10 @@ def main(wheel: str) -> None:
     vocab += ["".join(m) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     assert len(vocab) == 49408, len(vocab)
-    (HERE / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False), encoding="utf-8")
-    (HERE / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
+    vocab_json = json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False)
+    (HERE / "vocab.json").write_text(vocab_json, encoding="utf-8")
+    merges_txt = "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n"
+    (HERE / "merges.txt").write_text(merges_txt, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""Frozen dataclass configs and the one helper that turns them into argparse CLIs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> argparse.ArgumentParser:
+    """One `--name` flag per field of a dataclass, typed and documented from the field's metadata."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        args = typing.get_args(kind)
+        if args and type(None) in args:  # Optional[X] -> X
+            kind = next(a for a in args if a is not type(None))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        helptext = f.metadata.get("help", "") + f" (default: {default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=helptext)
+        else:
+            parser.add_argument(flag, type=kind, default=default, help=helptext,
+                                choices=f.metadata.get("choices"), dest=f.name)
+    return parser
+
+
+def from_args(cls, ns: argparse.Namespace):
+    """Build the dataclass from parsed args (extra namespace entries are ignored)."""
+    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """How to sample covers; defaults follow TD2's demo (DDPM, 20 steps, CFG 7.5)."""
+
+    model: str = field(default="td2", metadata={"help": "'td2' baseline, 'tiny-random', a pipeline dir or Hub id"})
+    scheme: str = field(default="syllable", metadata={"help": "Hangul token scheme for the td2 baseline",
+                                                      "choices": ["syllable", "jamo"]})
+    num_images: int = field(default=1, metadata={"help": "images per request (1-8)"})
+    steps: int = field(default=20, metadata={"help": "denoising steps"})
+    guidance_scale: float = field(default=7.5, metadata={"help": "classifier-free guidance scale"})
+    scheduler: str = field(default="ddpm", metadata={"help": "sampler"})
+    seed: int | None = field(default=None, metadata={"help": "seed of the first image (next images: seed+1, ...)"})

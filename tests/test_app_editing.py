@@ -1,0 +1,111 @@
+"""kordiff.editing: canvas boxes / table rows <-> Layout with clipping and notices, and prompt-budget notices."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kordiff import editing
+from kordiff.layout import GRID, Box, Layout
+
+
+@pytest.fixture
+def tokenizer(syllable_tokenizer):
+    return syllable_tokenizer
+
+
+boxes = st.builds(
+    lambda text, l, t, w, h: Box(text, l, t, min(GRID, l + w), min(GRID, t + h)),
+    st.text("가나다라 abc", min_size=1, max_size=8).filter(str.strip).map(str.strip),
+    st.integers(0, GRID - 1), st.integers(0, GRID - 1), st.integers(1, GRID), st.integers(1, GRID),
+)
+
+
+@given(st.lists(boxes, max_size=6))
+def test_canvas_and_table_round_trip_exactly(bs):
+    layout = Layout.of(bs)
+    assert editing.boxes_to_layout(editing.layout_to_boxes(layout)) == editing.EditResult(layout, ())
+    assert editing.rows_to_layout(editing.layout_to_rows(layout)) == editing.EditResult(layout, ())
+
+
+def test_canvas_boxes_carry_text_labels_and_rgb_colours():
+    out = editing.layout_to_boxes(Layout((Box("마음의 바다", 8, 10, 120, 34),)))
+    assert out == [{"label": "마음의 바다", "xmin": 32, "ymin": 40, "xmax": 480, "ymax": 136,
+                    "color": "rgb(230, 25, 75)"}]
+
+
+def test_box_dragged_off_canvas_is_clipped_with_a_notice():
+    edit = editing.boxes_to_layout([{"label": "제목", "xmin": -40, "ymin": 500, "xmax": 100, "ymax": 700}])
+    assert edit.layout == Layout((Box("제목", 0, 125, 25, 128),))
+    assert edit.notices == ("box 1 ('제목') reached past the edge of the cover: clipped to it.",)
+
+
+def test_zero_size_unlabelled_and_broken_boxes_are_left_out_with_notices():
+    edit = editing.boxes_to_layout([
+        {"label": "a", "xmin": 10, "ymin": 10, "xmax": 10, "ymax": 90},  # zero width
+        {"label": "  ", "xmin": 0, "ymin": 0, "xmax": 100, "ymax": 100},  # new box, no text yet
+        {"label": "b", "xmin": "x", "ymin": 0, "xmax": 1, "ymax": 1},
+        {"label": "c", "xmin": float("nan"), "ymin": 0, "xmax": 1, "ymax": 1},
+        "not a box",
+        {"label": "ok", "xmin": 400, "ymin": 400, "xmax": 0, "ymax": 0},  # corners in any order
+    ])
+    assert edit.layout == Layout((Box("ok", 0, 0, 100, 100),))
+    assert [n.split(" ", 2)[1] for n in edit.notices] == ["1", "2", "3", "4", "5"]
+    assert "zero width or height" in edit.notices[0] and "no text" in edit.notices[1]
+    assert "no usable coordinates" in edit.notices[2]
+
+
+def test_table_rows_are_clipped_rounded_sorted_and_bad_rows_explained():
+    edit = editing.rows_to_layout({"headers": list(editing.TABLE_COLUMNS), "data": [
+        ["제목", -5, "3", 200, 20.6],
+        ["", None, None, None, None],  # blank row being typed: skipped silently
+        ["", 1, 2, 3, 4],
+        ["저자", 50, 100, 10, 90],
+        ["x", 5, 5, 5, 9],
+        ["y", "a", 1, 2, 3],
+    ]})
+    assert edit.layout == Layout((Box("제목", 0, 3, 128, 21), Box("저자", 10, 90, 50, 100)))
+    assert edit.notices == (
+        "row 1 ('제목') reached past the 0..128 grid: clipped to it.",
+        "row 3 has no text: left out.",
+        "row 5 ('x') has zero width or height: left out.",
+        "row 6 ('y') needs four numbers l, t, r, b: left out.",
+    )
+    assert editing.rows_to_layout(None).layout == Layout()
+
+
+@pytest.mark.parametrize("title,msg", [("", "Type a book title"), ("   ", "Type a book title"),
+                                       ("가" * 201, "201 characters")])
+def test_check_text_refuses_empty_and_huge_titles(title, msg):
+    with pytest.raises(ValueError, match=msg):
+        editing.check_text(title)
+
+
+def test_check_text_strips():
+    assert editing.check_text("  마음의 바다 ", None) == ("마음의 바다", "")
+
+
+def test_notices_say_which_characters_have_no_token(tokenizer):
+    layout = Layout((Box("天地 🎉 하늘", 0, 0, 128, 30),))
+    assert editing.prompt_notices(tokenizer, "天地 🎉 하늘", "", layout) == [
+        "No token for 天 地 🎉 (left out of the prompt)."]
+
+
+def test_notices_say_what_was_cut_from_a_long_title(tokenizer):
+    title = "바람이 머무는 곳에서 우리는 다시 만나게 될 것이다"
+    layout = Layout((Box(title, 0, 0, 128, 30), Box("저자", 0, 100, 128, 120)))
+    notices = editing.prompt_notices(tokenizer, title, "", layout)
+    assert f"Prompt full (77 tokens): cut '{title}'." in notices
+    assert "Prompt full (77 tokens): left out '저자'." in notices
+    kept = notices[-1].split("'")[1]
+    assert title.startswith(kept) and 0 < len(kept) < len(title)
+
+
+def test_notices_for_caption_overflow_many_boxes_and_no_boxes(tokenizer):
+    long = "an extremely long description " * 25
+    notices = editing.prompt_notices(tokenizer, "제목", long, Layout((Box("제목", 0, 0, 128, 30),)))
+    assert notices[0].startswith("The caption is longer than the 77-token prompt: it was cut after")
+    many = Layout(tuple(Box(f"줄{i}", 0, i * 10, 128, i * 10 + 9) for i in range(12)))
+    assert any("left out" in n and "'줄11'" in n for n in editing.prompt_notices(tokenizer, "제목", "", many))
+    assert editing.prompt_notices(tokenizer, "제목", "", Layout()) == [
+        "No text boxes: the cover is generated without a layout, so no title text is placed."]
+    assert editing.prompt_notices(tokenizer, "제목", "", Layout((Box("제목", 0, 0, 128, 30),))) == []

@@ -1,0 +1,278 @@
+"""End to end on CPU with tiny models: synth -> cache -> train -> checkpoint -> interrupt -> resume (bitwise equal to
+an uninterrupted run) -> load in kordiff and generate -> publish dry run; plus LoRA, ko-clip init, data order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from kordiff.loading import TD2_VOCAB
+from training import dataset as ds
+from training.synth import SynthConfig, synthesize
+
+STEPS = 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread_and_fresh_accelerate():
+    # Tiny models on a shared 2-core box: one thread is several times faster than two fighting threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+
+
+@pytest.fixture(scope="module")
+def covers(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    synthesize(SynthConfig(n=16, out=out, size=128, workers=1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory) -> Path:
+    from kordiff.tiny import tiny_pipeline
+
+    d = tmp_path_factory.mktemp("base")
+    tiny_pipeline(seed=0).save_pretrained(str(d))
+    return d
+
+
+def _cfg(base_dir, covers, out, cache, **kw):
+    from training.train import TrainConfig
+
+    defaults = dict(
+        pretrained_model=str(base_dir),
+        train_data_dir=(str(covers),),
+        output_dir=str(out),
+        cache_dir=str(cache),
+        max_train_steps=STEPS,
+        train_batch_size=2,
+        checkpointing_steps=2,
+        checkpoints_total_limit=1,
+        validation_steps=2,
+        validation_titles=("별빛의 속삭임",),
+        validation_inference_steps=1,
+        use_ema=True,
+        learning_rate=1e-3,
+        report_to=None,
+    )
+    return TrainConfig(**{**defaults, **kw})
+
+
+def _weights(d: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    out = {}
+    for sub in ("unet", "text_encoder"):
+        for f in sorted((d / sub).glob("*.safetensors")):
+            out.update({f"{sub}.{k}": v for k, v in load_file(str(f)).items()})
+    return out
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run_then_loads_generates_and_publishes(
+    base_dir, covers, tmp_path
+):
+    from kordiff import Box, Layout, load_pipeline
+    from training.publish import PublishConfig, publish
+    from training.train import RUN_INFO, checkpoints, train
+
+    cache = tmp_path / "cache"
+    straight = train(_cfg(base_dir, covers, tmp_path / "straight", cache))
+    assert len(list(cache.iterdir())) == 1, "one cache, built once"
+
+    def crash_after_3(step):
+        if step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(_cfg(base_dir, covers, tmp_path / "resumed", cache), on_step=crash_after_3)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["checkpoint-2"]
+    resumed = train(_cfg(base_dir, covers, tmp_path / "resumed", cache, resume_from_checkpoint="latest"))
+    assert [p.name for p in checkpoints(resumed)] == ["checkpoint-4"], "rotation keeps checkpoints_total_limit"
+
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys() and a
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    base = _weights(base_dir)
+    assert any(not torch.equal(a[k], base[k]) for k in a), "training changed nothing"
+    info = json.loads((straight / RUN_INFO).read_text(encoding="utf-8"))
+    assert info["steps"] == STEPS and info["validation"] and (straight / "validation" / "step-000002").is_dir()
+
+    pipe = load_pipeline(str(resumed), device="cpu")
+    out = pipe(
+        "book cover with a title of 별빛", Layout((Box("별빛", 10, 10, 100, 40),)), num_inference_steps=2, seed=0
+    )
+    assert out.images[0].size == (128, 128)
+
+    files = publish(PublishConfig(resumed, "someone/kordiff-tiny", dry_run=True))
+    assert "model_index.json" in files and "unet/config.json" in files
+    assert not any(f.startswith(("checkpoint-", "cache/", "validation/")) for f in files)
+    card = (resumed / "README.md").read_text(encoding="utf-8")
+    assert "base_model:" in card and "OpenRAIL" in card and "| `max_train_steps` | `4` |" in card
+
+
+def test_lora_trains_adapters_and_only_hangul_rows(base_dir, covers, tmp_path):
+    from kordiff import load_pipeline
+    from training.train import train
+
+    out = train(
+        _cfg(
+            base_dir,
+            covers,
+            tmp_path / "lora",
+            tmp_path / "cache",
+            lora_rank=4,
+            use_ema=False,
+            checkpointing_steps=0,
+            validation_steps=0,
+            max_train_steps=2,
+            text_encoder_lr=1e-1,
+        )
+    )
+    before, after = _weights(base_dir), _weights(out)
+    assert before.keys() == after.keys(), "LoRA must be fused away: the saved UNet is a plain UNet"
+    emb = "text_encoder.embeddings.token_embedding.weight"
+    assert torch.equal(before[emb][:TD2_VOCAB], after[emb][:TD2_VOCAB]), "TD2's rows must not move"
+    assert not torch.equal(before[emb][TD2_VOCAB:], after[emb][TD2_VOCAB:]), "Hangul rows should learn"
+    others = [k for k in before if k.startswith("text_encoder.") and k != emb]
+    assert all(torch.equal(before[k], after[k]) for k in others)
+    changed = [k for k in before if k.startswith("unet.") and not torch.equal(before[k], after[k])]
+    assert changed and all(any(t in k for t in ("to_k", "to_q", "to_v", "to_out")) for k in changed)
+    assert (out / "unet_lora" / "adapter_model.safetensors").is_file()
+    load_pipeline(str(out), device="cpu")
+
+
+def test_cache_is_reused_and_keyed_by_tokenizer(covers, tmp_path, syllable_tokenizer, jamo_tokenizer):
+    cfg = ds.DataConfig((covers,), tmp_path, resolution=128, cache_latents=False)
+    first = ds.build_cache(cfg, syllable_tokenizer)
+    stamp = (first / ds.META_FILE).stat().st_mtime_ns
+    assert ds.build_cache(cfg, syllable_tokenizer) == first and (first / ds.META_FILE).stat().st_mtime_ns == stamp
+    assert ds.build_cache(cfg, jamo_tokenizer) != first
+    data = ds.CoverDataset(first)
+    assert len(data) == 16 and data[0]["input_ids"].shape == (77,) and data[0]["pixels"].shape == (3, 128, 128)
+    # ids are exactly kordiff's encoding of the sample's caption + merged lines
+    from training import mario
+
+    sample = mario.read_sample(data.samples[3])
+    assert data.input_ids[3].tolist() == ds.sample_prompt_ids(syllable_tokenizer, sample, 128)
+
+
+def test_sampler_shuffles_everything_resumes_exactly_and_drops_ten_percent():
+    s = ds.EpochSampler(n=1000, batch_size=10, seed=7, cfg_dropout=0.1)
+    order, drop = s.epoch_order(0)
+    assert sorted(order.tolist()) == list(range(1000)) and order.tolist() != list(range(1000))
+    assert 0.07 < drop.float().mean().item() < 0.13
+    assert not torch.equal(order, s.epoch_order(1)[0])
+    it = s.batches(ds.DataPosition())
+    full = [next(it) for _ in range(250)]  # two and a half epochs
+    resumed = s.batches(ds.DataPosition(epoch=1, batch=37))
+    assert [next(resumed) for _ in range(250 - 137)] == full[137:]
+    two = [ds.EpochSampler(1000, 10, 7, num_processes=2, process_index=r) for r in range(2)]
+    b0, b1 = next(two[0].batches(ds.DataPosition())), next(two[1].batches(ds.DataPosition()))
+    assert b0[0] + b1[0] == order[:20].tolist()
+
+
+def test_collate_replaces_dropped_prompts_with_all_pad(covers, tmp_path, syllable_tokenizer):
+    folder = ds.build_cache(ds.DataConfig((covers,), tmp_path, resolution=128, cache_latents=False), syllable_tokenizer)
+    data = ds.CoverDataset(folder)
+    batch = ds.collate(data, [0, 1, 2], [False, True, False], syllable_tokenizer.pad_token_id)
+    assert batch["input_ids"][1].tolist() == [syllable_tokenizer.pad_token_id] * 77
+    assert batch["input_ids"][0].tolist() == data.input_ids[0].tolist()
+
+
+class _ByteTokenizer:
+    """A stand-in Korean tokenizer: UTF-8 bytes as ids."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return type("Enc", (), {"input_ids": list(text.encode("utf-8"))})()
+
+
+def test_ko_clip_init_sets_fresh_hangul_rows_from_the_korean_model(syllable_tokenizer):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from training.extend import new_rows_are_fresh, prepare_text_encoder
+
+    def te(vocab):
+        torch.manual_seed(0)
+        return CLIPTextModel(
+            CLIPTextConfig(
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                vocab_size=vocab,
+                max_position_embeddings=77,
+            )
+        )
+
+    td2 = te(TD2_VOCAB)  # what TD2 ships: no Hangul rows yet
+    old = td2.get_input_embeddings().weight[:TD2_VOCAB].clone()
+    ko_model = te(256)
+    n = prepare_text_encoder(td2, syllable_tokenizer, "syllable", "ko-clip", ko_clip=(_ByteTokenizer(), ko_model))
+    w = td2.get_input_embeddings().weight
+    assert n == len(syllable_tokenizer) - TD2_VOCAB and w.shape[0] == len(syllable_tokenizer)
+    assert torch.equal(w[:TD2_VOCAB], old)
+    rows = w[TD2_VOCAB:]
+    assert not new_rows_are_fresh(td2, syllable_tokenizer)
+    assert torch.allclose(rows.mean(0), old.mean(0), atol=1e-3) and torch.allclose(rows.std(0), old.std(0), rtol=1e-2)
+    # '가' and '각' share their first two UTF-8 bytes, '가' and '힣' none: the Korean model's geometry survives
+    ids = syllable_tokenizer.convert_tokens_to_ids(["[가]", "[각]", "[힣]"])
+    ga, gak, hih = w[ids[0]], w[ids[1]], w[ids[2]]
+    assert torch.dist(ga, gak) < torch.dist(ga, hih)
+    # trained rows are kept: a second call does not re-initialise
+    before = w.clone()
+    prepare_text_encoder(td2, syllable_tokenizer, "syllable", "ko-clip", ko_clip=(_ByteTokenizer(), ko_model))
+    assert torch.equal(before, td2.get_input_embeddings().weight)
+
+
+def test_config_json_and_flags(tmp_path):
+    from training.train import TrainConfig, config_from_args
+
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"train_data_dir": ["a", "b"], "lora_rank": 8, "use_ema": True}))
+    cfg = config_from_args(["--config", str(cfg_file), "--lora_rank", "16", "--no-use_ema", "--learning_rate", "2e-5"])
+    assert cfg == TrainConfig(train_data_dir=("a", "b"), lora_rank=16, use_ema=False, learning_rate=2e-5)
+    shipped = Path(__file__).resolve().parent.parent / "training" / "configs" / "train_default.json"
+    assert TrainConfig.from_json(shipped).pretrained_model == "td2"
+    with pytest.raises(ValueError, match="unknown keys"):
+        cfg_file.write_text(json.dumps({"learning_rat": 1}))
+        TrainConfig.from_json(cfg_file)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from training.publish import main as publish_main
+    from training.train import main as train_main
+
+    assert train_main(["--output_dir", str(tmp_path)]) == 2
+    assert "--train_data_dir" in capsys.readouterr().err
+    assert (
+        train_main(
+            [
+                "--train_data_dir",
+                str(tmp_path / "none"),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--pretrained_model",
+                "tiny-random",
+                "--report_to",
+                "",
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    assert publish_main(["--pipeline", str(tmp_path), "--repo-id", "a/b", "--dry-run"]) == 2
