@@ -94,14 +94,21 @@ def simple_layout(title: str) -> Layout:
     return Layout.of(boxes)
 
 
-def plan_layout(title: str, description: str = "", seed: int = 0) -> tuple[Layout, str]:
-    """The project's heuristic planner when it is installed, else `simple_layout`; returns (layout, source)."""
-    try:
-        from .planner import HeuristicPlanner
-    except ImportError:
+def plan_layout(title: str, description: str = "", seed: int = 0, planner: str = "heuristic") -> tuple[Layout, str]:
+    """Layout for a benchmark title (a second line is its subtitle); returns (layout, source).
+
+    planner: 'heuristic' (kordiff.planner.HeuristicPlanner, placement from the seed) or 'simple' (centred lines
+    in the upper third, independent of the planner: a fixed reference placement)."""
+    if planner == "simple":
         return simple_layout(title), "simple"
-    result = HeuristicPlanner(seed=seed).plan(title, description)
-    return result.layout, f"planner:{result.source}"
+    if planner != "heuristic":
+        raise ValueError(f"planner must be 'heuristic' or 'simple', got {planner!r}")
+    from .planner import HeuristicPlanner
+
+    lines = [line.strip() for line in title.split("\n") if line.strip()]
+    subtitle = " ".join(lines[1:]) or None
+    result = HeuristicPlanner(seed=seed).plan(lines[0], description, subtitle=subtitle)
+    return result.layout, result.source
 
 
 # --- text-free images (OCR false positives) -----------------------------------------------------------------------
@@ -185,6 +192,7 @@ class EvalConfig:
     device: str = ""  # '' = CUDA when available
     font: str = "sans"
     seed: int = 0
+    planner: str = "heuristic"  # heuristic (kordiff.planner) | simple (fixed centred placement)
     best_of: int = 1  # candidates per title; the best by OCR is kept
     steps: int = 20
     guidance: float = 7.5
@@ -212,7 +220,7 @@ class EvalRow:
 
 
 def _one_title(item: BenchTitle, cfg: EvalConfig, pipeline, reader: OcrReader, out: Path):
-    layout, source = plan_layout(item.title, item.description, seed=cfg.seed)
+    layout, source = plan_layout(item.title, item.description, seed=cfg.seed, planner=cfg.planner)
     ocr_time = [0.0]
 
     def scorer(image: Image.Image, lay: Layout) -> ImageScore:
@@ -355,7 +363,7 @@ def _progress_bar(total: int, desc: str):
 def build_parser() -> argparse.ArgumentParser:
     """CLI flags generated from EvalConfig's fields and defaults."""
     parser = argparse.ArgumentParser(prog="python -m kordiff.evaluate", description=__doc__.strip().splitlines()[0])
-    choices = {"mode": MODES, "split": SPLITS, "font": sorted(FONTS)}
+    choices = {"mode": MODES, "split": SPLITS, "font": sorted(FONTS), "planner": ("heuristic", "simple")}
     for f in dataclasses.fields(EvalConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):

@@ -202,8 +202,8 @@ class OcrConfig:
     min_confidence_short: float = 90.0  # reads with fewer than 3 letters/digits hallucinate more: stricter gate
     max_transitions: float = 0.12  # binarised variants busier than this (ink/ground flips per pixel) are noise
     margin: float = 0.08  # crop margin around a box, fraction of the box's smaller side
-    rescale_tolerance: float = 2.5  # crops within this factor of the target height are read as they are
-    line_height: int = 48  # box crops are rescaled so their height is near this (Tesseract's sweet spot)
+    rescale_tolerance: float = 1.3  # crops within this factor of the target height are read as they are
+    line_height: int = 40  # box crops are rescaled so their height is near this (Tesseract's sweet spot)
     give_up_below: float = 40.0  # after the first preprocessing's passes, stop if nothing reached this
     good_enough: float = 92.0  # stop trying variants once a read is this confident
     retry_scales: tuple[float, ...] = (0.6,)  # unsure reads (give_up_below..good_enough) are retried at these

@@ -6,12 +6,12 @@ import logging
 import math
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .assets import FONTS, load_font
+from .assets import FONTS, covering_style, load_font
 from .layout import Box, Layout
 
 logger = logging.getLogger(__name__)
@@ -242,6 +242,10 @@ class PlacedText:
 
 def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle()) -> PlacedText:
     """Draw `box.text` into `image` (in place, RGB) so that all ink stays inside the box."""
+    font_style = covering_style(box.text, style.font)
+    if font_style != style.font:  # a display/handwriting font without some glyph would draw nothing for it
+        logger.info("font %r lacks glyphs of %r; using %r", style.font, box.text, font_style)
+        style = replace(style, font=font_style)
     size = image.width
     bx0, by0, bx1, by1 = box.to_pixels(size)
     pad = max(1, round(min(bx1 - bx0, by1 - by0) * style.padding))
