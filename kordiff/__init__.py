@@ -53,6 +53,15 @@ _LAZY = {
     "resolve_device_dtype": ".loading", "SCHEDULERS": ".pipeline", "KorDiffOutput": ".pipeline",
     "KorDiffPipeline": ".pipeline",
 }
+# Korean text accuracy (helper "ocr"): OCR scores, exact typesetting, cover modes with best-of-N.
+_LAZY.update({name: ".ocr" for name in (
+    "ImageScore", "OcrConfig", "OcrRead", "OcrReader", "TextScore", "char_accuracy", "is_scorable", "known_hangul",
+    "ned", "read_text", "score_image", "sentence_correct", "unreadable_chars")})
+_LAZY.update({name: ".typeset" for name in (
+    "TypesetStyle", "contrast_ratio", "procedural_background", "relative_luminance", "typeset_cover",
+    "typeset_layout")})
+_LAZY.update({name: ".covers" for name in ("MODES", "Cover", "CoverOptions", "make_covers", "rank_covers")})
+__all__ += [name for name in _LAZY if name not in __all__]
 
 
 def __getattr__(name: str):

@@ -91,7 +91,9 @@ def _hybrid(pipeline, caption: str, layout: Layout, base: Image.Image, seed: int
         return Cover(harmonised, seed, "hybrid", None, harmonised=True)
     new_score = scorer(harmonised, layout)
     kept_boxes = sum(b.correct for b in new_score.boxes) >= sum(b.correct for b in plain_score.boxes)
-    if kept_boxes and new_score.ned >= plain_score.ned - options.harmonise_max_ned_drop:
+    # No evidence is no pass: if OCR cannot read the plain title either, the harmonised picture might have
+    # erased it, while the plain one certainly holds the exact text.
+    if plain_score.ned > 0 and kept_boxes and new_score.ned >= plain_score.ned - options.harmonise_max_ned_drop:
         return Cover(harmonised, seed, "hybrid", new_score, harmonised=True)
     note = f"harmonising broke the OCR check (NED {plain_score.ned:.2f} -> {new_score.ned:.2f}); kept the plain one"
     logger.info(note)

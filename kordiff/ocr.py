@@ -20,8 +20,9 @@ from .layout import Layout
 
 logger = logging.getLogger(__name__)
 
-# Tesseract's OpenMP threads fight each other on small images (measured ~5x slower); we parallelise across
-# images/threads instead. Must be set before libtesseract spins up its thread pool.
+# An OpenMP build of libtesseract (the Debian CLI's) runs ~5x slower on small images with its default threads;
+# kordiff parallelises across boxes/images instead. The tesserocr 2.13 wheel's bundled libtesseract has no
+# OpenMP, so this only matters when tesserocr is built against a system library. Set before the first API.
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 LANG = "kor"

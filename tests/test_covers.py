@@ -111,6 +111,14 @@ def test_hybrid_falls_back_when_harmonising_breaks_the_title():
     assert covers[0].image.getpixel((0, 0)) == (60, 60, 60)  # the un-harmonised picture came back
 
 
+def test_hybrid_keeps_plain_when_ocr_cannot_confirm_either():
+    stub = StubPipeline()
+    scores = iter([fake_score(False, 0.0), fake_score(False, 0.0)])
+    covers = make_covers("hybrid", LAYOUT, "작은 정원", seed=0, pipeline=stub, options=FAST,
+                         scorer=lambda image, layout: next(scores))
+    assert not covers[0].harmonised
+
+
 def test_hybrid_keeps_harmonised_when_the_title_survives(pipe):
     seen = []
 
