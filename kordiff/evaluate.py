@@ -177,6 +177,25 @@ def text_free_set(n: int = 105, size: int = 512, seed: int = 0) -> Iterator[tupl
         yield kind, seed + i, text_free_image(kind, seed + i, size)
 
 
+class BusyArtPipeline:
+    """A stand-in for the diffusion pipeline (model 'busy-art'): busy text-free 512 px art per seed, so hybrid mode
+    can be measured without weights on backgrounds harder than a cover's. img2img returns its input unchanged."""
+
+    KINDS = ("clouds", "shapes", "lines", "pattern", "noise")
+    image_size = 512
+
+    def __call__(self, caption: str, layout: Layout, num_images: int = 1, seed=0, image=None, **kwargs):
+        from types import SimpleNamespace
+
+        seeds = seed if isinstance(seed, list) else [int(seed or 0) + i for i in range(num_images)]
+        if image is not None:
+            return SimpleNamespace(images=[image.copy() for _ in seeds])
+        # The kind follows the caption too, so one seed over many titles still covers every kind.
+        salt = sum(map(ord, caption))
+        return SimpleNamespace(images=[
+            text_free_image(self.KINDS[(s + salt) % len(self.KINDS)], s + salt, self.image_size) for s in seeds])
+
+
 # --- running the benchmark ----------------------------------------------------------------------------------------
 
 
@@ -188,7 +207,7 @@ class EvalConfig:
     split: str = "test"  # dev | test | all
     out: str = "runs/eval"  # output folder: results.csv, boxes.csv, summary.md, contact_sheet.png, images/
     limit: int = 0  # first N titles only (0 = all)
-    model: str = ""  # diffusion/hybrid: 'td2', 'tiny-random' or a saved pipeline dir / Hub id
+    model: str = ""  # diffusion/hybrid: 'td2', 'tiny-random', 'busy-art' (stand-in, no weights) or a dir / Hub id
     device: str = ""  # '' = CUDA when available
     font: str = "sans"
     seed: int = 0
@@ -315,11 +334,14 @@ def run(cfg: EvalConfig, pipeline=None, progress: Callable | None = None) -> dic
     out = Path(cfg.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     if cfg.mode != "typeset" and pipeline is None:
-        from .loading import load_pipeline
+        if cfg.model == "busy-art":
+            pipeline = BusyArtPipeline()
+        else:
+            from .loading import load_pipeline
 
-        pipeline = load_pipeline(cfg.model or "td2", device=cfg.device or None)
+            pipeline = load_pipeline(cfg.model or "td2", device=cfg.device or None)
     reader = OcrReader()
-    workers = cfg.workers if cfg.mode == "typeset" else 1
+    workers = cfg.workers if cfg.mode == "typeset" or isinstance(pipeline, BusyArtPipeline) else 1
 
     results: dict[int, tuple] = {}
     csv_path = out / "results.csv"

@@ -101,6 +101,9 @@ class TypesetStyle:
     stroke_ratio: float = 0.07  # stroke width as a fraction of the font size
     shadow: bool = False
     veil: bool = True  # on busy ground, fade a soft band under the text until a fill colour reaches the target
+    # ... and until the ground's own dark/light contrast is at most this: WCAG contrast alone leaves texture
+    # (a checkerboard at 35% veil) that breaks glyph edges for readers and OCR alike.
+    max_ground_contrast: float = 2.0
     shadow_ratio: float = 0.06  # shadow offset as a fraction of the font size
     line_spacing: float = 0.15  # extra space between lines, fraction of the font size
     max_lines: int = 4
@@ -251,9 +254,10 @@ def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle
     pad = max(1, round(min(bx1 - bx0, by1 - by0) * style.padding))
     inner_w, inner_h = max(1, bx1 - bx0 - 2 * pad), max(1, by1 - by0 - 2 * pad)
     fitted = fit_text(box.text, inner_w, inner_h, style)
-    colour = pick_text_colour(background_luminance_range(image, (bx0, by0, bx1, by1)), list(style.palette))
-    if colour.stroke is not None and style.veil:
-        colour = _apply_veil(image, (bx0, by0, bx1, by1), list(style.palette))
+    ground = background_luminance_range(image, (bx0, by0, bx1, by1))
+    colour = pick_text_colour(ground, list(style.palette))
+    if style.veil and (colour.stroke is not None or contrast_ratio(*ground) > style.max_ground_contrast):
+        colour = _apply_veil(image, (bx0, by0, bx1, by1), list(style.palette), style.max_ground_contrast)
     stroke_fill = colour.stroke
     stroke_width = fitted.stroke_width
     if style.stroke == "always" and stroke_fill is None:
@@ -297,8 +301,10 @@ def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle
     return PlacedText(box, (bx0, by0, bx1, by1), ink, fitted, colour)
 
 
-def _apply_veil(image: Image.Image, box_px: tuple[int, int, int, int], palette: list[RGB]) -> TextColour:
-    """Blend a soft dark or light band under the box, as little as reaches the contrast target; returns the colour."""
+def _apply_veil(image: Image.Image, box_px: tuple[int, int, int, int], palette: list[RGB],
+                max_ground_contrast: float = 2.0) -> TextColour:
+    """Blend a soft dark or light band under the box, as little as makes a fill colour reach the contrast target
+    and the ground calm (its own light/dark contrast <= max_ground_contrast); returns the colour."""
     x0, y0, x1, y1 = box_px
     lo, hi = background_luminance_range(image, box_px)
     dark = (lo + hi) / 2 < 0.35
@@ -312,8 +318,9 @@ def _apply_veil(image: Image.Image, box_px: tuple[int, int, int, int], palette: 
         )
         mask = mask.filter(ImageFilter.GaussianBlur(feather / 2))
         trial = Image.composite(tint, image, mask)
-        colour = pick_text_colour(background_luminance_range(trial, box_px), palette)
-        if colour.stroke is None or alpha == 0.92:
+        ground = background_luminance_range(trial, box_px)
+        colour = pick_text_colour(ground, palette)
+        if (colour.stroke is None and contrast_ratio(*ground) <= max_ground_contrast) or alpha == 0.92:
             image.paste(trial)
             break
     return colour

@@ -101,3 +101,12 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     code = main(["--mode", "diffusion", "--limit", "1", "--out", str(tmp_path), "--model", str(tmp_path / "none")])
     assert code == 1
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_hybrid_on_busy_art_stand_in(tmp_path):
+    """Hybrid mode without weights: exact titles typeset onto busy 512 px art still read back."""
+    out = tmp_path / "busy"
+    assert main(["--mode", "hybrid", "--model", "busy-art", "--no-harmonise", "--split", "dev", "--limit", "5",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["titles"] == 5 and summary["sentence_accuracy"] >= 0.6
