@@ -7,7 +7,6 @@ import importlib.util
 import logging
 import os
 import random
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,9 +16,10 @@ from gradio_image_annotation import image_annotator
 import kordiff
 from kordiff import editing
 from kordiff.assets import font_path
-from kordiff.loading import BASELINE, TINY, hub_reachable
+from kordiff.loading import BASELINE, TINY
 from kordiff.pipeline import MAX_IMAGES, SCHEDULERS
-from kordiff.planner import M1_MODEL_ID, HeuristicPlanner, M1Planner, PlannerUnavailableError
+from kordiff.planner import M1_MODEL_ID, HeuristicPlanner, PlannerUnavailableError
+from kordiff.shared import loaded_pipeline, m1_for, pipeline_for
 
 try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated function runs
     import spaces
@@ -74,48 +74,6 @@ class AppConfig:
                    env("KORDIFF_M1_QUANTIZATION") or None, int(env("KORDIFF_CONCURRENCY", 1)))
 
 
-class _Lazy:
-    """A model built once per process on first use, thread-safe; a failed build is retried by the next request."""
-
-    def __init__(self, build):
-        self._build, self._lock, self.value = build, threading.Lock(), None
-
-    def get(self):
-        with self._lock:
-            if self.value is None:
-                self.value = self._build()
-            return self.value
-
-
-def _load_pipeline(model: str):
-    pipe = kordiff.load_pipeline(model)  # raises ModelUnavailableError saying what is missing
-    pipe.set_progress_bar_config(disable=False)  # gr.Progress(track_tqdm=True) follows this bar
-    return pipe
-
-
-# Shared models, keyed by model name (never by user): the GPU functions below look them up here because
-# ZeroGPU runs them in a forked worker, where only plain arguments and module globals are safe.
-_MODELS_LOCK = threading.Lock()
-_MODELS: dict[str, _Lazy] = {}
-
-
-def _model(key: str, build) -> _Lazy:
-    with _MODELS_LOCK:
-        return _MODELS.setdefault(key, _Lazy(build))
-
-
-def pipeline_for(model: str):
-    """The pipeline for a model name, loaded once."""
-    return _model(f"pipeline:{model}", lambda: _load_pipeline(model)).get()
-
-
-def m1_for(model: str, quantization: str | None) -> M1Planner:
-    """The shared M1 planner (its weights load on its first plan, or on `.load()`)."""
-    local = os.path.isdir(model) or not hub_reachable()
-    build = lambda: M1Planner(model, quantization=quantization, local_files_only=local)  # noqa: E731
-    return _model(f"planner:{model}:{quantization}", build).get()
-
-
 @gpu
 def _plan_m1(title: str, description: str, keywords: list[str], model: str, quantization: str | None):
     return m1_for(model, quantization).plan(title, description, keywords)
@@ -158,7 +116,7 @@ class CoverApp:
 
     def tokenizer(self):
         """The loaded pipeline's tokenizer, else the shipped CLIP BPE with Hangul (notices before loading)."""
-        pipe = _model(f"pipeline:{self.config.model}", lambda: _load_pipeline(self.config.model)).value
+        pipe = loaded_pipeline(self.config.model)
         return pipe.tokenizer if pipe is not None else editing.assets_tokenizer()
 
     def plan(self, title: str, subtitle: str, author: str, description: str, planner: str):

@@ -15,24 +15,13 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kordiff import Box, Layout, book_caption  # noqa: E402
-from kordiff.tiny import sd15_scheduler, tiny_pipeline  # noqa: E402
+from kordiff.tiny import sd15_scheduler, sd15_shaped_unet, tiny_pipeline  # noqa: E402
 from kordiff.tokens import encode_prompt, uncond_prompt  # noqa: E402
-
-
-def sd15_shaped_unet(width: int, cross_attention_dim: int, sample_size: int) -> UNet2DConditionModel:
-    """SD1.5's UNet layout (3 cross-attention down blocks + 1 plain, 2 layers each) at 1/10 width or so."""
-    return UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(width, 2 * width, 4 * width, 4 * width),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=min(32, width),
-    )
 
 
 @torch.no_grad()

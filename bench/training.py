@@ -22,35 +22,16 @@ import zipfile
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kordiff.tiny import sd15_scheduler, tiny_text_encoder  # noqa: E402
+from kordiff.tiny import sd15_scheduler, sd15_shaped_unet, sd15_shaped_vae, tiny_text_encoder  # noqa: E402
 from kordiff.tokens import clip_tokenizer_from_assets, extend_tokenizer  # noqa: E402
 from training import dataset as ds  # noqa: E402
 from training.prepare_aihub import PrepareConfig, prepare  # noqa: E402
 from training.synth import SynthConfig, synthesize  # noqa: E402
 from training.train import diffusion_loss  # noqa: E402
-
-
-def sd15_shaped_unet(width: int, cross_attention_dim: int, sample_size: int) -> UNet2DConditionModel:
-    return UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(width, 2 * width, 4 * width, 4 * width),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=min(32, width),
-    )
-
-
-def sd15_shaped_vae(width: int) -> AutoencoderKL:
-    return AutoencoderKL(
-        block_out_channels=(width, 2 * width, 4 * width, 4 * width), layers_per_block=2, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=min(32, width),
-    )
 
 
 def aihub_like(src: Path, n: int) -> None:

@@ -26,6 +26,25 @@ def tiny_vae() -> AutoencoderKL:
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     )
 
+def sd15_shaped_unet(width: int = 32, cross_attention_dim: int = 32, sample_size: int = 32) -> UNet2DConditionModel:
+    """SD1.5's UNet layout (3 cross-attention down blocks + 1 plain, 2 layers each) at reduced width (SD1.5: 320)."""
+    return UNet2DConditionModel(
+        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(width, 2 * width, 4 * width, 4 * width),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=min(32, width),
+    )
+
+
+def sd15_shaped_vae(width: int = 32) -> AutoencoderKL:
+    """SD1.5's VAE layout (4 levels, 2 layers each) at reduced width (SD1.5: 128)."""
+    return AutoencoderKL(
+        block_out_channels=(width, 2 * width, 4 * width, 4 * width), layers_per_block=2, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=min(32, width),
+    )
+
 
 def tiny_text_encoder(vocab_size: int, hidden_size: int = 32) -> CLIPTextModel:
     return CLIPTextModel(CLIPTextConfig(
