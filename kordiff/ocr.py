@@ -187,7 +187,8 @@ def score_reads(references: Sequence[str], reads: Sequence[str], full_read: str 
 
 @dataclass(frozen=True)
 class OcrConfig:
-    """How the multi-pass reader works; defaults are the measured best (see REFERENCE.md section 3)."""
+    """How the multi-pass reader works (REFERENCE.md section 3); defaults tuned on the benchmark's dev split and
+    the text-free set of bench/ocr.py."""
 
     # Gates against hallucinated text (measured on typeset covers vs 140 text-free images): exact reads scored
     # >= 88, hallucinations <= 76 except one- and two-letter reads, which reached 93.
@@ -379,15 +380,16 @@ class OcrReader:
                 break
         return best
 
-    def crop_box(self, image: Image.Image, box_px: tuple[int, int, int, int]) -> Image.Image:
-        """The box region plus a margin, rescaled so that its height suits Tesseract."""
+    def crop_box(self, image: Image.Image, box_px: tuple[int, int, int, int], line: bool = True) -> Image.Image:
+        """The box region plus a margin, rescaled so that its height suits Tesseract (one line, or several)."""
         x0, y0, x1, y1 = box_px
         m = round(min(x1 - x0, y1 - y0) * self.config.margin)
         crop = image.crop((max(0, x0 - m), max(0, y0 - m), min(image.width, x1 + m), min(image.height, y1 + m)))
         h = crop.height
         target = self.config.line_height * 1.6  # the box holds the line plus padding
         tol = self.config.rescale_tolerance
-        if h > 0 and (h > tol * target or h < target / tol):
+        high = tol * target if line else 4 * target  # a tall box may hold several lines: shrink only huge ones
+        if h > 0 and (h > high or h < target / tol):
             scale = target / h
             crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(h * scale))), Image.LANCZOS)
         return crop
@@ -397,9 +399,9 @@ class OcrReader:
         size = image.width
         reads = []
         for box in layout:
-            crop = self.crop_box(image, box.to_pixels(size))
-            psms = self.config.line_psms if box.height * 2 < box.width else self.config.block_psms
-            reads.append(self.read_image(crop, psms))
+            line = box.height * 2 < box.width
+            crop = self.crop_box(image, box.to_pixels(size), line=line)
+            reads.append(self.read_image(crop, self.config.line_psms if line else self.config.block_psms))
         return reads
 
     def score(self, image: Image.Image, layout: Layout, full_image: bool = True) -> ImageScore:
