@@ -36,21 +36,35 @@ def cmd_generate(args) -> int:
         layout = Layout.from_json(Path(args.layout).read_text(encoding="utf-8"))
     else:
         layout = _planner(args.planner, cfg.seed or 0).plan(args.title, args.description).layout
-    caption = book_caption(args.title, args.description)
-    pipe = load_pipeline(cfg.model, scheme=cfg.scheme)
-    pipe.set_progress_bar_config(disable=False)
-    out = pipe(caption, layout, num_images=cfg.num_images, num_inference_steps=cfg.steps,
-               guidance_scale=cfg.guidance_scale, seed=cfg.seed, scheduler=cfg.scheduler)
     dest = Path(args.out)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "layout.json").write_text(layout.to_json(), encoding="utf-8")
-    (dest / "prompt.txt").write_text(out.prompt_text + "\n", encoding="utf-8")
     render_layout(layout, size=512).save(dest / "layout.png")
-    for image, seed in zip(out.images, out.seeds):
-        image.save(dest / f"cover_seed{seed}.png")
-        print(dest / f"cover_seed{seed}.png")
-    for w in out.warnings:
-        logging.warning(w)
+    pipe = None
+    if cfg.mode != "typeset":
+        pipe = load_pipeline(cfg.model, scheme=cfg.scheme)
+        pipe.set_progress_bar_config(disable=False)
+    if cfg.mode == "diffusion" and cfg.best_of == 1:
+        out = pipe(book_caption(args.title, args.description), layout, num_images=cfg.num_images,
+                   num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale, seed=cfg.seed,
+                   scheduler=cfg.scheduler)
+        (dest / "prompt.txt").write_text(out.prompt_text + "\n", encoding="utf-8")
+        for w in out.warnings:
+            logging.warning(w)
+        for image, seed in zip(out.images, out.seeds):
+            image.save(dest / f"cover_seed{seed}.png")
+            print(dest / f"cover_seed{seed}.png")
+        return 0
+    from .covers import CoverOptions, make_covers
+
+    options = CoverOptions(num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale, scheduler=cfg.scheduler)
+    covers = make_covers(cfg.mode, layout, args.title, args.description, n=cfg.num_images, seed=cfg.seed or 0,
+                         pipeline=pipe, best_of=cfg.best_of, options=options)
+    for rank, cover in enumerate(covers, 1):
+        path = dest / f"cover{rank}_{cover.mode}_seed{cover.seed}.png"
+        cover.image.save(path)
+        score = f"OCR {cover.score.hypothesis!r} NED {cover.score.ned:.2f}" if cover.score else "not scored"
+        print(f"{path}  {score}")
     return 0
 
 

@@ -44,3 +44,8 @@ class GenerateConfig:
     guidance_scale: float = field(default=7.5, metadata={"help": "classifier-free guidance scale"})
     scheduler: str = field(default="ddpm", metadata={"help": "sampler"})
     seed: int | None = field(default=None, metadata={"help": "seed of the first image (next images: seed+1, ...)"})
+    mode: str = field(default="diffusion", metadata={
+        "help": "diffusion: the model draws the title; hybrid: exact title typeset into the diffusion image; "
+                "typeset: procedural cover + exact title (no weights, CPU)",
+        "choices": ["diffusion", "hybrid", "typeset"]})
+    best_of: int = field(default=1, metadata={"help": "generate num_images x best_of candidates, keep the best by OCR"})
