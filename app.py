@@ -195,7 +195,8 @@ class CoverApp:
             gallery = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds)]
         else:  # kordiff.covers: OCR-scored covers, and the typeset/hybrid modes
             gallery = [(c.image, _cover_caption(c)) for c in _covers(mode, *args)]
-        enc = kordiff.encode_prompt_report(tokenizer, kordiff.book_caption(title, description), edit.layout)
+        enc = kordiff.encode_prompt_report(tokenizer, kordiff.book_caption(title, description), edit.layout,
+                                           fit_layout=True)
         preview = kordiff.render_layout(edit.layout, size=editing.CANVAS_SIZE)
         return gallery, preview, kordiff.decode_prompt(tokenizer, enc.ids), _notify(notices), seed
 

@@ -53,7 +53,7 @@ _LAZY = {
     "resolve_device_dtype": ".loading", "SCHEDULERS": ".pipeline", "KorDiffOutput": ".pipeline",
     "KorDiffPipeline": ".pipeline",
 }
-# Korean text accuracy (helper "ocr"): OCR scores, exact typesetting, cover modes with best-of-N.
+# Korean text accuracy: OCR scores, exact typesetting, cover modes with best-of-N.
 _LAZY.update({name: ".ocr" for name in (
     "ImageScore", "OcrConfig", "OcrRead", "OcrReader", "TextScore", "char_accuracy", "is_scorable", "known_hangul",
     "ned", "read_text", "score_image", "sentence_correct", "unreadable_chars")})

@@ -196,12 +196,12 @@ def check_line(name: str, text: str | None) -> str:
 def prompt_notices(tokenizer, title: str, description: str, layout: Layout) -> list[str]:
     """What will not reach the model: unsupported characters, a caption or boxes cut at the 77-token budget."""
     caption = book_caption(title, description)
-    enc = encode_prompt_report(tokenizer, caption, layout)
+    enc = encode_prompt_report(tokenizer, caption, layout, fit_layout=True)  # as the pipeline encodes it
     notices = [w[0].upper() + w[1:] + "." for w in enc.warnings]
     if enc.cut_boxes:
         notices.append(f"Only {_kept_text(tokenizer, enc.ids)!r} of {enc.cut_boxes[0]!r} fits in the prompt.")
-    if enc.caption_length >= MAX_LENGTH:
-        kept = tokenizer.decode(enc.ids[1:MAX_LENGTH - 1], skip_special_tokens=True).strip()
+    if (enc.caption_shortened_from or enc.caption_length) >= MAX_LENGTH:
+        kept = tokenizer.decode(enc.ids[1:enc.caption_length - 1], skip_special_tokens=True).strip()
         notices.insert(0, f"The caption is longer than the 77-token prompt: it was cut after '…{kept[-40:]}'.")
     if not len(layout):
         notices.append("No text boxes: the cover is generated without a layout, so no title text is placed.")

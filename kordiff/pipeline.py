@@ -113,9 +113,9 @@ class KorDiffPipeline(DiffusionPipeline):
 
     # 2. encode
     @torch.no_grad()
-    def encode(self, caption: str, layout: Layout, do_cfg: bool):
+    def encode(self, caption: str, layout: Layout, do_cfg: bool, fit_layout: bool = True):
         """(hidden states [uncond; cond] or [cond], PromptEncoding)."""
-        enc = encode_prompt_report(self.tokenizer, caption, layout)
+        enc = encode_prompt_report(self.tokenizer, caption, layout, fit_layout=fit_layout)
         rows = ([uncond_prompt(self.tokenizer)] if do_cfg else []) + [enc.ids]
         ids = torch.tensor(rows, dtype=torch.long, device=self._execution_device)
         hidden = self.text_encoder(ids)[0].to(self.unet.dtype)
@@ -150,8 +150,12 @@ class KorDiffPipeline(DiffusionPipeline):
         output_type: str = "pil",
         callback_on_step_end: Callable | None = None,
         return_dict: bool = True,
+        fit_layout: bool = True,
     ) -> KorDiffOutput:
-        """Generate `num_images` covers for a caption and a layout (image + strength: image-to-image)."""
+        """Generate `num_images` covers for a caption and a layout (image + strength: image-to-image).
+
+        `fit_layout` shortens a caption that would push the boxes out of the 77-token prompt (False: TD2 exactly).
+        """
         # 1. check inputs; resolve device, dtype, seeds and scheduler once
         self.check_inputs(caption, layout, num_images, num_inference_steps, guidance_scale, image, strength)
         device, dtype = self._execution_device, self.unet.dtype
@@ -165,7 +169,7 @@ class KorDiffPipeline(DiffusionPipeline):
         do_cfg = guidance_scale > 1.0
 
         # 2. encode caption + layout (and the all-pad prompt for CFG) in one text-encoder call
-        hidden, enc = self.encode(caption, layout, do_cfg)
+        hidden, enc = self.encode(caption, layout, do_cfg, fit_layout)
         for w in enc.warnings:
             logger.warning(w)
         hidden = hidden.repeat_interleave(num_images, dim=0)  # [uncond x n; cond x n]

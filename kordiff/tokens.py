@@ -143,10 +143,14 @@ class PromptEncoding:
     dropped_boxes: list[str] = field(default_factory=list)
     cut_boxes: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
+    caption_shortened_from: int = 0  # caption ids before `fit_layout` shortened it (0: not shortened)
 
     @property
     def warnings(self) -> list[str]:
         w = []
+        if self.caption_shortened_from:
+            w.append(f"caption shortened from {self.caption_shortened_from} to {self.caption_length} tokens "
+                     "so the text boxes fit in the 77-token prompt")
         if self.unsupported:
             w.append("no token for " + " ".join(self.unsupported) + " (left out of the prompt)")
         if self.cut_boxes:
@@ -156,34 +160,49 @@ class PromptEncoding:
         return w
 
 
-def encode_prompt_report(tokenizer, caption: str, layout: Layout, max_length: int = MAX_LENGTH) -> PromptEncoding:
-    """TD2's conditioning ids: caption BOS..EOS, then BOS, per box `l t r b` + chars + EOS, EOS; cut/padded to 77."""
+def encode_prompt_report(tokenizer, caption: str, layout: Layout, max_length: int = MAX_LENGTH,
+                         fit_layout: bool = False) -> PromptEncoding:
+    """TD2's conditioning ids: caption BOS..EOS, then BOS, per box `l t r b` + chars + EOS, EOS; cut/padded to 77.
+
+    `fit_layout=True` (kordiff's pipeline and training) shortens the caption when it would push the boxes out:
+    CLIP spells Hangul in byte-level BPE, so a 20-syllable title in the caption alone can fill the prompt, leaving
+    the model no character tokens to draw. With everything fitting, the ids are TD2's exactly.
+    """
     scheme = detect_scheme(tokenizer)
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
     caption_ids = tokenizer(caption, truncation=True, max_length=max_length).input_ids
+    lines, unsupported = [], []
+    for box in layout:
+        unsupported += [c for c in unsupported_chars(box.text, scheme) if c not in unsupported]
+        line = [f"l{box.l}", f"t{box.t}", f"r{box.r}", f"b{box.b}"] + char_tokens(box.text, scheme)
+        lines.append((box.text, tokenizer.convert_tokens_to_ids(line) + [eos]))
+    shortened_from = 0
+    if fit_layout and lines:
+        room = max(2, max_length - 2 - sum(len(line_ids) for _, line_ids in lines))
+        if len(caption_ids) > room:
+            shortened_from = len(caption_ids)
+            caption_ids = caption_ids[:room - 1] + [eos]
     ids = list(caption_ids)
-    dropped, cut, unsupported = [], [], []
-    if len(layout):
+    dropped, cut = [], []
+    if lines:
         ids.append(bos)
-        for box in layout:
-            unsupported += [c for c in unsupported_chars(box.text, scheme) if c not in unsupported]
-            line = [f"l{box.l}", f"t{box.t}", f"r{box.r}", f"b{box.b}"] + char_tokens(box.text, scheme)
-            line_ids = tokenizer.convert_tokens_to_ids(line) + [eos]
+        for text, line_ids in lines:
             room = max_length - len(ids)
             if room <= 4:
-                dropped.append(box.text)
+                dropped.append(text)
             elif room < len(line_ids):
-                cut.append(box.text)
+                cut.append(text)
             ids.extend(line_ids)
         ids.append(eos)
     truncated = len(ids) > max_length
     ids = ids[:max_length] + [pad] * max(0, max_length - len(ids))
-    return PromptEncoding(ids, len(caption_ids), truncated, dropped, cut, unsupported)
+    return PromptEncoding(ids, len(caption_ids), truncated, dropped, cut, unsupported, shortened_from)
 
 
-def encode_prompt(tokenizer, caption: str, layout: Layout, max_length: int = MAX_LENGTH) -> list[int]:
-    """The `max_length` conditioning ids for a caption and a layout (TD2's contract)."""
-    return encode_prompt_report(tokenizer, caption, layout, max_length).ids
+def encode_prompt(tokenizer, caption: str, layout: Layout, max_length: int = MAX_LENGTH,
+                  fit_layout: bool = False) -> list[int]:
+    """The `max_length` conditioning ids for a caption and a layout (TD2's contract; see encode_prompt_report)."""
+    return encode_prompt_report(tokenizer, caption, layout, max_length, fit_layout).ids
 
 
 def uncond_prompt(tokenizer, max_length: int = MAX_LENGTH) -> list[int]:

@@ -131,8 +131,13 @@ def test_generate_without_boxes_explains(cover_app):
 
 def test_generate_with_a_long_title_says_what_was_cut(cover_app):
     title = "바람이 머무는 곳에서 우리는 다시 만나게 될 것이다 그리고"
+    # the caption gives way so the title's own tokens fit ...
     notices = gen(cover_app, [[title, 0, 0, 128, 30], ["저자", 0, 100, 128, 120]], title=title)[3]
-    assert "cut" in notices and "left out '저자'" in notices and "fits in the prompt" in notices
+    assert "Caption shortened from" in notices and "cut" not in notices and "left out" not in notices
+    # ... and boxes that cannot fit even then are reported
+    lines = [[f"{title} {i}", 0, 10 * i, 128, 10 * i + 9] for i in range(3)]
+    notices = gen(cover_app, lines + [["저자", 0, 100, 128, 120]], title=title)[3]
+    assert "cut" in notices and "left out" in notices and "'저자'." in notices and "fits in the prompt" in notices
 
 
 @pytest.mark.parametrize("change,msg", [

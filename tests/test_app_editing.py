@@ -93,6 +93,10 @@ def test_notices_say_which_characters_have_no_token(tokenizer):
 def test_notices_say_what_was_cut_from_a_long_title(tokenizer):
     title = "바람이 머무는 곳에서 우리는 다시 만나게 될 것이다"
     layout = Layout((Box(title, 0, 0, 128, 30), Box("저자", 0, 100, 128, 120)))
+    assert editing.prompt_notices(tokenizer, title, "", layout) == [
+        "Caption shortened from 48 to 35 tokens so the text boxes fit in the 77-token prompt."]
+    title = " ".join([title] * 3)  # 80 characters: more than the prompt holds even with a 2-token caption
+    layout = Layout((Box(title, 0, 0, 128, 30), Box("저자", 0, 100, 128, 120)))
     notices = editing.prompt_notices(tokenizer, title, "", layout)
     assert f"Prompt full (77 tokens): cut '{title}'." in notices
     assert "Prompt full (77 tokens): left out '저자'." in notices

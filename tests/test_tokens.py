@@ -105,6 +105,22 @@ def test_truncation_edge_forty_syllables(syllable_tokenizer):
     full = encode_prompt_report(syllable_tokenizer, book_caption(title), Layout((Box(title, 0, 0, 128, 30),)))
     assert full.truncated and full.dropped_boxes == [title] and full.caption_length == 72
     assert any("left out" in w for w in full.warnings)
+    # fit_layout (kordiff's pipeline and training) shortens the caption instead: all 40 syllables make it.
+    fit = encode_prompt_report(syllable_tokenizer, book_caption(title), Layout((Box(title, 0, 0, 128, 30),)),
+                               fit_layout=True)
+    assert fit.caption_shortened_from == 72 and fit.caption_length == 30 and not fit.truncated
+    assert fit.ids[:30] == full.ids[:29] + [49407]  # caption cut, its EOS kept
+    assert fit.ids[30:35] == [49406, 49408, 49409, 49922, 49531]  # BOS l0 t0 r128 b30
+    assert fit.ids[35:75] == [51583 + HANGUL_SYLLABLES.index(c) for c in title] and fit.ids[75:] == [49407, 49407]
+    assert any("caption shortened from 72 to 30" in w for w in fit.warnings)
+
+
+def test_fit_layout_changes_nothing_when_everything_fits(syllable_tokenizer):
+    layout = Layout((Box("별빛의 속삭임", 10, 12, 118, 40), Box("김하늘", 40, 110, 90, 120)))
+    caption = book_caption("별빛의 속삭임", "a night sky full of stars")
+    exact = encode_prompt_report(syllable_tokenizer, caption, layout)
+    fit = encode_prompt_report(syllable_tokenizer, caption, layout, fit_layout=True)
+    assert fit == exact and fit.caption_shortened_from == 0
 
 
 def test_unsupported_characters_are_reported_not_silent(syllable_tokenizer):

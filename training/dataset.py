@@ -34,7 +34,7 @@ from . import mario
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the way ids/latents are computed changes
+CACHE_VERSION = 2  # bump when the way ids/latents are computed changes
 META_FILE = "cache.json"
 
 
@@ -76,7 +76,8 @@ def sample_layout(sample: mario.MarioSample, resolution: int):
 
 def sample_prompt_ids(tokenizer, sample: mario.MarioSample, resolution: int, max_length: int = 77) -> list[int]:
     """The 77 conditioning ids of a sample: its caption + its merged lines (kordiff.tokens.encode_prompt)."""
-    return encode_prompt(tokenizer, sample.caption, sample_layout(sample, resolution), max_length)
+    # fit_layout as at inference: a long caption never pushes the title's character tokens out
+    return encode_prompt(tokenizer, sample.caption, sample_layout(sample, resolution), max_length, fit_layout=True)
 
 
 def load_pixels(path: Path, resolution: int) -> torch.Tensor:
