@@ -8,7 +8,7 @@ import logging
 import os
 import random
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import gradio as gr
 from gradio_image_annotation import image_annotator
@@ -16,6 +16,7 @@ from gradio_image_annotation import image_annotator
 import kordiff
 from kordiff import editing
 from kordiff.assets import font_path
+from kordiff.config import add_dataclass_args, from_args
 from kordiff.loading import BASELINE, TINY
 from kordiff.pipeline import MAX_IMAGES, SCHEDULERS
 from kordiff.planner import M1_MODEL_ID, HeuristicPlanner, PlannerUnavailableError
@@ -59,19 +60,23 @@ LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)],
 
 @dataclass(frozen=True)
 class AppConfig:
-    """Which pipeline and default planner the app serves (`model`: 'td2', 'tiny-random', a directory or Hub id)."""
+    """What the app serves; each field is a `--flag` and a `KORDIFF_<FIELD>` environment variable."""
 
-    model: str = BASELINE
-    planner: str = "m1"
-    m1_model: str = M1_MODEL_ID  # Hub id or local directory of TD2's layout planner
-    m1_quantization: str | None = None  # None: fp16 (13.5 GB); "8bit"/"4bit" need bitsandbytes
-    concurrency: int = 1  # generations at once: one batch of 8 fits a 24 GB GPU beside an fp16 M1
+    model: str = field(default=BASELINE, metadata={
+        "help": f"'{BASELINE}' (TD2 baseline), '{TINY}', a saved kordiff pipeline directory or Hub id"})
+    planner: str = field(default="m1", metadata={"help": "default layout planner", "choices": list(PLANNERS)})
+    m1_model: str = field(default=M1_MODEL_ID, metadata={"help": "Hub id or local directory of TD2's M1 planner"})
+    m1_quantization: str | None = field(default=None, metadata={
+        "help": "load M1 in 8/4 bit (bitsandbytes) to leave GPU memory for the pipeline (fp16 M1: 13.5 GB)",
+        "choices": ["8bit", "4bit"]})
+    concurrency: int = field(default=1, metadata={
+        "help": "generations at once: one batch of 8 fits a 24 GB GPU beside an fp16 M1"})
 
     @classmethod
     def from_env(cls) -> AppConfig:
-        env = os.environ.get
-        return cls(env("KORDIFF_MODEL", BASELINE), env("KORDIFF_PLANNER", "m1"), env("KORDIFF_M1_MODEL", M1_MODEL_ID),
-                   env("KORDIFF_M1_QUANTIZATION") or None, int(env("KORDIFF_CONCURRENCY", 1)))
+        values = {f.name: os.environ.get(f"KORDIFF_{f.name.upper()}") for f in fields(cls)}
+        values = {k: (int(v) if k == "concurrency" else v) for k, v in values.items() if v}
+        return cls(**values)
 
 
 @gpu
@@ -297,24 +302,16 @@ demo = build_demo(AppConfig.from_env())
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", default=os.environ.get("KORDIFF_MODEL", BASELINE),
-                   help=f"'{BASELINE}' (TD2 baseline), '{TINY}', a saved kordiff pipeline directory or Hub id")
-    p.add_argument("--planner", choices=PLANNERS, default=os.environ.get("KORDIFF_PLANNER", "m1"))
-    p.add_argument("--m1-model", default=os.environ.get("KORDIFF_M1_MODEL", M1_MODEL_ID),
-                   help="Hub id or local directory of the M1 layout planner")
-    p.add_argument("--m1-quantization", choices=("8bit", "4bit"), default=os.environ.get("KORDIFF_M1_QUANTIZATION"),
-                   help="load M1 in 8/4 bit (bitsandbytes) to leave GPU memory for the pipeline")
-    p.add_argument("--concurrency", type=int, default=int(os.environ.get("KORDIFF_CONCURRENCY", 1)),
-                   help="generations run at once (each holds up to 8 images in GPU memory)")
+    p = add_dataclass_args(argparse.ArgumentParser(description=__doc__), AppConfig)
+    p.set_defaults(**asdict(AppConfig.from_env()))
     p.add_argument("--tiny", action="store_true", help=f"same as --model {TINY} (UI development, smoke tests)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = AppConfig(TINY if args.tiny else args.model, args.planner, args.m1_model, args.m1_quantization,
-                       max(1, args.concurrency))
+    config = replace(from_args(AppConfig, args), model=TINY if args.tiny else args.model,
+                     concurrency=max(1, args.concurrency))
     if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU forks per call: load in the main process or reload every call
         try:
             pipeline_for(config.model)
