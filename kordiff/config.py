@@ -8,22 +8,30 @@ import typing
 from dataclasses import dataclass, field
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> argparse.ArgumentParser:
-    """One `--name` flag per field of a dataclass, typed and documented from the field's metadata."""
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, underscores: bool = False,
+                       suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """One flag per field of a dataclass, typed and documented from the field's metadata.
+
+    `underscores` keeps field names as flags (`--train_batch_size`, diffusers' style) instead of `--train-batch-size`;
+    `suppress_defaults` leaves unset flags out of the namespace, so a config file can supply them.
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + (f.name if underscores else f.name.replace("_", "-"))
         kind = hints[f.name]
         args = typing.get_args(kind)
         if args and type(None) in args:  # Optional[X] -> X
             kind = next(a for a in args if a is not type(None))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        helptext = f.metadata.get("help", "") + f" (default: {default})"
+        kw: dict = {"help": (f.metadata.get("help", "") + f" (default: {default!r})").strip(), "dest": f.name,
+                    "default": argparse.SUPPRESS if suppress_defaults else default}
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=helptext)
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is tuple:
+            kw.update(nargs="*", type=typing.get_args(kind)[0])
         else:
-            parser.add_argument(flag, type=kind, default=default, help=helptext,
-                                choices=f.metadata.get("choices"), dest=f.name)
+            kw.update(type=kind, choices=f.metadata.get("choices"))
+        parser.add_argument(flag, **kw)
     return parser
 
 

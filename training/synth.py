@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from kordiff.assets import FONTS, has_glyph, load_font
 from kordiff.tokens import HANGUL_SYLLABLES, book_caption
+from kordiff.typeset import contrast_ratio
 
 from . import mario
 
@@ -318,21 +319,6 @@ def make_background(
 
 
 # ---------------------------------------------------------------- text
-
-
-def _luminance(rgb: Sequence[float]) -> float:
-    def lin(c: float) -> float:
-        c = c / 255
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    r, g, b = rgb[:3]
-    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
-
-
-def contrast_ratio(a: Sequence[float], b: Sequence[float]) -> float:
-    """WCAG contrast ratio of two RGB colours (1 .. 21)."""
-    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (la + 0.05) / (lb + 0.05)
 
 
 def pick_text_colour(rng: random.Random, background: Sequence[float], minimum: float = 4.5) -> tuple[int, int, int]:

@@ -20,8 +20,6 @@ import os
 import shutil
 import sys
 import time
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from kordiff.config import add_dataclass_args
 from kordiff.layout import Box, Layout
 from kordiff.tokens import book_caption
 
@@ -115,20 +114,7 @@ class TrainConfig:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="training.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, help="JSON file of TrainConfig fields; flags override it")
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        t = hints[f.name]
-        args = typing.get_args(t)
-        base = next((a for a in args if a is not type(None)), t) if isinstance(t, types.UnionType) else t
-        kw: dict = {"default": argparse.SUPPRESS, "help": f"(default: {f.default!r})"}
-        if base is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(base) is tuple:
-            kw["nargs"] = "*"
-        else:
-            kw["type"] = base
-        p.add_argument(f"--{f.name}", **kw)
-    return p
+    return add_dataclass_args(p, TrainConfig, underscores=True, suppress_defaults=True)
 
 
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
