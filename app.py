@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import random
@@ -32,9 +31,8 @@ except ImportError:
 
 logger = logging.getLogger("kordiff.app")
 
-HAS_COVERS = importlib.util.find_spec("kordiff.covers") is not None
 PLANNERS = ("m1", "heuristic")
-MODES = ("diffusion", "hybrid", "typeset")  # the last two come with kordiff.covers
+MODES = ("diffusion", "hybrid", "typeset")  # kordiff.covers: OCR-scored covers; typeset needs no weights
 MAX_STEPS, MAX_GUIDANCE, MAX_SEED = 150, 30.0, 2**31 - 1
 EXAMPLES = [  # the seed report's benchmark titles: (title, author, description)
     ["마음의 바다", "김하늘", "a calm sea at dawn"], ["잃어버린 시간", "", "an old clock in the fog, watercolor"],
@@ -172,9 +170,8 @@ class CoverApp:
             guidance = editing.check_number("Guidance scale", guidance, 0.0, MAX_GUIDANCE)
             if scheduler not in SCHEDULERS:
                 raise ValueError(f"Unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}.")
-            modes = MODES if HAS_COVERS else MODES[:1]
-            if mode not in modes:
-                raise ValueError(f"Unknown mode {mode!r}; this installation offers {', '.join(modes)}.")
+            if mode not in MODES:
+                raise ValueError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
             seed = random.randint(0, MAX_SEED) if randomise else editing.check_number("Seed", seed, 0, MAX_SEED, True)
         edit = editing.rows_to_layout(table)
         notices = list(edit.notices)
@@ -190,12 +187,12 @@ class CoverApp:
             try:
                 tokenizer = pipeline_for(self.config.model).tokenizer
             except kordiff.ModelUnavailableError as e:
-                hint = " The 'typeset' mode works without weights." if HAS_COVERS else ""
+                hint = " The 'typeset' mode works without weights."
                 raise gr.Error(f"{e} Planning and editing still work without it.{hint}", title="Model unavailable",
                                print_exception=False) from None
         notices += editing.prompt_notices(tokenizer, title, description, edit.layout)
         args = (self.config.model, title, description, edit.layout, num_images, steps, guidance, scheduler, seed)
-        if mode == "diffusion" and not (HAS_COVERS and len(edit.layout)):
+        if mode == "diffusion" and not len(edit.layout):  # nothing for OCR to score
             out = _generate(*args)
             gallery = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds)]
         else:  # kordiff.covers: OCR-scored covers, and the typeset/hybrid modes
@@ -273,8 +270,7 @@ def build_demo(config: AppConfig) -> gr.Blocks:
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                     randomise = gr.Checkbox(True, label="Randomise seed", elem_id="randomise")
-                mode = gr.Radio(list(MODES), value="diffusion", label="Mode (typeset: exact title, no weights)",
-                                visible=HAS_COVERS)
+                mode = gr.Radio(list(MODES), value="diffusion", label="Mode (typeset: exact title, no weights)")
                 gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
                 gallery = gr.Gallery(label="Covers", columns=4, fit_columns=False, height=420, object_fit="contain",

@@ -166,15 +166,14 @@ def test_missing_weights_give_one_clear_message(tmp_path):
         e.value.message
 
 
-def test_demo_has_named_endpoints_and_hides_modes_without_covers():
+def test_demo_has_named_endpoints_and_offers_the_three_modes():
     api = app.demo.get_api_info()["named_endpoints"]
     assert {"/plan", "/generate", "/edit_boxes", "/edit_table"} <= set(api)
-    assert app.HAS_COVERS is False or app.HAS_COVERS is True
+    mode = next(p for p in api["/generate"]["parameters"] if p["parameter_name"] == "mode")
+    assert mode["type"]["enum"] == ["diffusion", "hybrid", "typeset"]
 
 
-def test_covers_modes_when_kordiff_covers_is_installed(tmp_path):
-    pytest.importorskip("kordiff.covers")
-    assert app.HAS_COVERS
+def test_covers_modes_typeset_without_weights_hybrid_explains(tmp_path):
     no_weights = app.CoverApp(app.AppConfig(model=str(tmp_path / "no-model"), planner="heuristic"))
     rows = [[TITLE, 8, 10, 120, 40], ["김하늘", 40, 100, 88, 118]]
     gallery = gen(no_weights, rows, seed=5, n=2, mode="typeset")[0]
