@@ -7,8 +7,6 @@ conversion here returns the layout it could build plus one notice per thing it c
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -164,15 +162,6 @@ def assets_tokenizer():
     return tok
 
 
-def _kept_text(tokenizer, ids: list[int]) -> str:
-    """Characters of the last (cut) box that made it into the prompt ids."""
-    added = tokenizer.added_tokens_decoder  # convert_ids_to_tokens lower-cases added tokens such as "[T]"
-    tokens = [added[i].content if i in added else tokenizer.convert_ids_to_tokens(i) for i in ids]
-    starts = [i for i, t in enumerate(tokens) if re.fullmatch(r"l\d+", t or "")]
-    chars = [t[1:-1] for t in tokens[starts[-1] + 4:] if t and len(t) >= 3 and t[0] == "[" and t[-1] == "]"]
-    return unicodedata.normalize("NFC", "".join(chars)) if starts else ""
-
-
 def check_number(name: str, value, lo: float, hi: float, integer: bool = False) -> float | int:
     """A number from a widget or an API client within [lo, hi]; raises ValueError with a user-facing message."""
     x = _number(value)
@@ -199,7 +188,7 @@ def prompt_notices(tokenizer, title: str, description: str, layout: Layout) -> l
     enc = encode_prompt_report(tokenizer, caption, layout, fit_layout=True)  # as the pipeline encodes it
     notices = [w[0].upper() + w[1:] + "." for w in enc.warnings]
     if enc.cut_boxes:
-        notices.append(f"Only {_kept_text(tokenizer, enc.ids)!r} of {enc.cut_boxes[0]!r} fits in the prompt.")
+        notices.append(f"Only {enc.cut_kept[0]!r} of {enc.cut_boxes[0]!r} fits in the prompt.")
     if (enc.caption_shortened_from or enc.caption_length) >= MAX_LENGTH:
         kept = tokenizer.decode(enc.ids[1:enc.caption_length - 1], skip_special_tokens=True).strip()
         notices.insert(0, f"The caption is longer than the 77-token prompt: it was cut after '…{kept[-40:]}'.")

@@ -144,6 +144,7 @@ class PromptEncoding:
     cut_boxes: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     caption_shortened_from: int = 0  # caption ids before `fit_layout` shortened it (0: not shortened)
+    cut_kept: list[str] = field(default_factory=list)  # for each cut box, the part of its text that made it
 
     @property
     def warnings(self) -> list[str]:
@@ -175,7 +176,7 @@ def encode_prompt_report(tokenizer, caption: str, layout: Layout, max_length: in
     for box in layout:
         unsupported += [c for c in unsupported_chars(box.text, scheme) if c not in unsupported]
         line = [f"l{box.l}", f"t{box.t}", f"r{box.r}", f"b{box.b}"] + char_tokens(box.text, scheme)
-        lines.append((box.text, tokenizer.convert_tokens_to_ids(line) + [eos]))
+        lines.append((box, tokenizer.convert_tokens_to_ids(line) + [eos]))
     shortened_from = 0
     if fit_layout and lines:
         room = max(2, max_length - 2 - sum(len(line_ids) for _, line_ids in lines))
@@ -183,20 +184,34 @@ def encode_prompt_report(tokenizer, caption: str, layout: Layout, max_length: in
             shortened_from = len(caption_ids)
             caption_ids = caption_ids[:room - 1] + [eos]
     ids = list(caption_ids)
-    dropped, cut = [], []
+    dropped, cut, cut_kept = [], [], []
     if lines:
         ids.append(bos)
-        for text, line_ids in lines:
+        for box, line_ids in lines:
             room = max_length - len(ids)
             if room <= 4:
-                dropped.append(text)
+                dropped.append(box.text)
             elif room < len(line_ids):
-                cut.append(text)
+                cut.append(box.text)
+                cut_kept.append(_text_within(box.text, scheme, room - 4))
             ids.extend(line_ids)
         ids.append(eos)
     truncated = len(ids) > max_length
     ids = ids[:max_length] + [pad] * max(0, max_length - len(ids))
-    return PromptEncoding(ids, len(caption_ids), truncated, dropped, cut, unsupported, shortened_from)
+    return PromptEncoding(ids, len(caption_ids), truncated, dropped, cut, unsupported, shortened_from, cut_kept)
+
+
+def _text_within(text: str, scheme: str | None, n_tokens: int) -> str:
+    """The longest start of `text` whose character tokens all fit in `n_tokens` (jamo: a syllable is 2-3)."""
+    ok, kept, used = _supported(scheme), [], 0
+    for ch in normalize_text(text):
+        cost = (len(unicodedata.normalize("NFD", ch)) if scheme == "jamo" and HANGUL_FIRST <= ord(ch) <= HANGUL_LAST
+                else int(ch in ok))
+        if used + cost > n_tokens:
+            break
+        kept.append(ch)
+        used += cost
+    return "".join(kept)
 
 
 def encode_prompt(tokenizer, caption: str, layout: Layout, max_length: int = MAX_LENGTH,

@@ -101,6 +101,7 @@ def test_truncation_edge_forty_syllables(syllable_tokenizer):
     assert two.truncated and len(two.ids) == 77 and two.cut_boxes == [title]
     assert two.ids[49:53] == [49408, 49569, 49922, 49691]  # second line's l0 t40 r128 b70 made it
     assert two.ids[-1] == 51583 + HANGUL_SYLLABLES.index(title[23])  # 77 - 53 = 24 syllables of it kept
+    assert two.cut_kept == [title[:24]]
     # The seed's caption spells the title in byte-level BPE: 40 syllables take 72 ids, leaving no room for a box.
     full = encode_prompt_report(syllable_tokenizer, book_caption(title), Layout((Box(title, 0, 0, 128, 30),)))
     assert full.truncated and full.dropped_boxes == [title] and full.caption_length == 72
