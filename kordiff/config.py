@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, underscores: bool = False,
-                       suppress_defaults: bool = False) -> argparse.ArgumentParser:
+                       suppress_defaults: bool = False, choices: dict | None = None) -> argparse.ArgumentParser:
     """One flag per field of a dataclass, typed and documented from the field's metadata.
 
     `underscores` keeps field names as flags (`--train_batch_size`, diffusers' style) instead of `--train-batch-size`;
-    `suppress_defaults` leaves unset flags out of the namespace, so a config file can supply them.
+    `suppress_defaults` leaves unset flags out of the namespace, so a config file can supply them; `choices` adds
+    per-field choices to those in the fields' metadata.
     """
+    choices = choices or {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + (f.name if underscores else f.name.replace("_", "-"))
@@ -30,7 +32,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, underscores: boo
         elif typing.get_origin(kind) is tuple:
             kw.update(nargs="*", type=typing.get_args(kind)[0])
         else:
-            kw.update(type=kind, choices=f.metadata.get("choices"))
+            kw.update(type=kind, choices=choices.get(f.name, f.metadata.get("choices")))
         parser.add_argument(flag, **kw)
     return parser
 

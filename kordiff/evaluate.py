@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .assets import ASSETS_DIR, FONTS, load_font
+from .config import add_dataclass_args
 from .covers import MODES, CoverOptions, make_covers
 from .layout import GRID, Box, Layout
 from .ocr import ImageScore, OcrReader, is_scorable
@@ -386,15 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     """CLI flags generated from EvalConfig's fields and defaults."""
     parser = argparse.ArgumentParser(prog="python -m kordiff.evaluate", description=__doc__.strip().splitlines()[0])
     choices = {"mode": MODES, "split": SPLITS, "font": sorted(FONTS), "planner": ("heuristic", "simple")}
-    for f in dataclasses.fields(EvalConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name),
-                                help=f"default: {f.default!r}")
-    return parser
+    return add_dataclass_args(parser, EvalConfig, choices=choices)
 
 
 def main(argv: list[str] | None = None) -> int:
