@@ -8,18 +8,19 @@ import typing
 from dataclasses import dataclass, field
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, underscores: bool = False,
-                       suppress_defaults: bool = False, choices: dict | None = None) -> argparse.ArgumentParser:
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, suppress_defaults: bool = False,
+                       choices: dict | None = None) -> argparse.ArgumentParser:
     """One flag per field of a dataclass, typed and documented from the field's metadata.
 
-    `underscores` keeps field names as flags (`--train_batch_size`, diffusers' style) instead of `--train-batch-size`;
+    Every kordiff CLI spells flags in kebab-case (`--train-batch-size`); the snake_case spelling of diffusers'
+    scripts (`--train_batch_size`) is accepted as a hidden alias so their users' muscle memory still works.
     `suppress_defaults` leaves unset flags out of the namespace, so a config file can supply them; `choices` adds
     per-field choices to those in the fields' metadata.
     """
     choices = choices or {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        flag = "--" + (f.name if underscores else f.name.replace("_", "-"))
+        flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         args = typing.get_args(kind)
         if args and type(None) in args:  # Optional[X] -> X
@@ -34,6 +35,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, underscores: boo
         else:
             kw.update(type=kind, choices=choices.get(f.name, f.metadata.get("choices")))
         parser.add_argument(flag, **kw)
+        if "_" in f.name:
+            parser.add_argument("--" + f.name, **{**kw, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS})
     return parser
 
 

@@ -114,7 +114,7 @@ class TrainConfig:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="training.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, help="JSON file of TrainConfig fields; flags override it")
-    return add_dataclass_args(p, TrainConfig, underscores=True, suppress_defaults=True)
+    return add_dataclass_args(p, TrainConfig, suppress_defaults=True)
 
 
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
