@@ -84,11 +84,14 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run_then_loads_generat
     base_dir, covers, tmp_path
 ):
     from kordiff import Box, Layout, load_pipeline
+    from training.checkpoint import complete_checkpoints as checkpoints
     from training.publish import PublishConfig, publish
-    from training.train import RUN_INFO, checkpoints, train
+    from training.train import RUN_INFO, train
 
     cache = tmp_path / "cache"
-    straight = train(_cfg(base_dir, covers, tmp_path / "straight", cache))
+    # warm-up + cosine and accumulation 2: a resume that lost the LR schedule or the micro-batch phase would differ
+    sched = dict(lr_scheduler="cosine", lr_warmup_steps=1, gradient_accumulation_steps=2)
+    straight = train(_cfg(base_dir, covers, tmp_path / "straight", cache, **sched))
     assert len(list(cache.iterdir())) == 1, "one cache, built once"
 
     def crash_after_3(step):
@@ -96,12 +99,12 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run_then_loads_generat
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(_cfg(base_dir, covers, tmp_path / "resumed", cache), on_step=crash_after_3)
+        train(_cfg(base_dir, covers, tmp_path / "resumed", cache, **sched), on_step=crash_after_3)
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)
     assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["checkpoint-2"]
-    resumed = train(_cfg(base_dir, covers, tmp_path / "resumed", cache, resume_from_checkpoint="latest"))
+    resumed = train(_cfg(base_dir, covers, tmp_path / "resumed", cache, resume_from_checkpoint="latest", **sched))
     assert [p.name for p in checkpoints(resumed)] == ["checkpoint-4"], "rotation keeps checkpoints_total_limit"
 
     a, b = _weights(straight), _weights(resumed)
@@ -244,7 +247,7 @@ def test_config_json_and_flags(tmp_path):
 
     cfg_file = tmp_path / "c.json"
     cfg_file.write_text(json.dumps({"train_data_dir": ["a", "b"], "lora_rank": 8, "use_ema": True}))
-    cfg = config_from_args(["--config", str(cfg_file), "--lora_rank", "16", "--no-use_ema", "--learning_rate", "2e-5"])
+    cfg = config_from_args(["--config", str(cfg_file), "--lora-rank", "16", "--no-use-ema", "--learning-rate", "2e-5"])
     assert cfg == TrainConfig(train_data_dir=("a", "b"), lora_rank=16, use_ema=False, learning_rate=2e-5)
     shipped = Path(__file__).resolve().parent.parent / "training" / "configs" / "train_default.json"
     assert TrainConfig.from_json(shipped).pretrained_model == "td2"
@@ -257,18 +260,18 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     from training.publish import main as publish_main
     from training.train import main as train_main
 
-    assert train_main(["--output_dir", str(tmp_path)]) == 2
-    assert "--train_data_dir" in capsys.readouterr().err
+    assert train_main(["--output-dir", str(tmp_path)]) == 2
+    assert "--train-data-dir" in capsys.readouterr().err
     assert (
         train_main(
             [
-                "--train_data_dir",
+                "--train-data-dir",
                 str(tmp_path / "none"),
-                "--output_dir",
+                "--output-dir",
                 str(tmp_path / "o"),
-                "--pretrained_model",
+                "--pretrained-model",
                 "tiny-random",
-                "--report_to",
+                "--report-to",
                 "",
             ]
         )
