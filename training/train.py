@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -358,7 +359,10 @@ def make_accelerator(cfg: TrainConfig):
     from accelerate.utils import ProjectConfiguration
 
     output_dir = Path(cfg.output_dir)
+    # Several processes and no GPU: DDP on the CPU over gloo (accelerate only picks it when told `cpu`).
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
+        cpu=multi_cpu,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=cfg.mixed_precision,
         log_with=cfg.report_to or None,
@@ -707,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     if cfg.stop_at_step is not None and cfg.stop_at_step < cfg.max_train_steps:
         print(f"stopped at step {cfg.stop_at_step}: continue with --resume-from-checkpoint latest")
     else:
