@@ -125,7 +125,13 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run_then_loads_generat
     assert "model_index.json" in files and "unet/config.json" in files
     assert not any(f.startswith(("checkpoint-", "cache/", "validation/")) for f in files)
     card = (resumed / "README.md").read_text(encoding="utf-8")
-    assert "base_model:" in card and "OpenRAIL" in card and "| `max_train_steps` | `4` |" in card
+    assert "OpenRAIL" in card and "| `max_train_steps` | `4` |" in card
+    # nothing of this machine is published: the base was a local folder, so no base_model at all
+    from training.publish import public_run_info
+
+    public = json.dumps(public_run_info(resumed), ensure_ascii=False)
+    assert "base_model:" not in card and str(tmp_path) not in card and str(tmp_path) not in public
+    assert str(base_dir) not in card + public and str(covers) not in card + public
 
 
 def test_lora_trains_adapters_and_only_hangul_rows(base_dir, covers, tmp_path):
@@ -167,11 +173,41 @@ def test_cache_is_reused_and_keyed_by_tokenizer(covers, tmp_path, syllable_token
     assert ds.build_cache(cfg, jamo_tokenizer) != first
     data = ds.CoverDataset(first)
     assert len(data) == 16 and data[0]["input_ids"].shape == (77,) and data[0]["pixels"].shape == (3, 128, 128)
-    # ids are exactly kordiff's encoding of the sample's caption + merged lines
+
+
+def _hand_made_sample(root: Path) -> None:
+    """One 256x256 cover whose expected prompt is written out by hand below."""
+    from PIL import Image
+
     from training import mario
 
-    sample = mario.read_sample(data.samples[3])
-    assert data.input_ids[3].tolist() == ds.sample_prompt_ids(syllable_tokenizer, sample, 128)
+    img = Image.new("RGB", (256, 256), "white")
+    words = [mario.OcrWord.from_rect("별빛", 20, 40, 200, 80), mario.OcrWord.from_rect("작가", 60, 200, 140, 230)]
+    mario.write_sample(root, "s0", mario.encode_jpeg(img), "book cover with a title of 별빛", words)
+    mario.write_index(root, [{"id": "s0", "split": "training"}])
+
+
+def test_cached_ids_match_a_hand_written_td2_prompt(tmp_path, syllable_tokenizer):
+    _hand_made_sample(tmp_path / "data")
+    folder = ds.build_cache(ds.DataConfig((tmp_path / "data",), tmp_path / "c", resolution=128, cache_latents=False),
+                            syllable_tokenizer)
+    tok = syllable_tokenizer
+    caption = tok("book cover with a title of 별빛").input_ids  # BOS ... EOS
+    # boxes scaled 256 -> 128 px, and at 128 px a pixel is a grid cell: (20,40,200,80)/2 and (60,200,140,230)/2
+    title = tok.convert_tokens_to_ids(["l10", "t20", "r100", "b40", "[별]", "[빛]"])
+    author = tok.convert_tokens_to_ids(["l30", "t100", "r70", "b115", "[작]", "[가]"])
+    body = caption + [tok.bos_token_id] + title + [tok.eos_token_id] + author + [tok.eos_token_id, tok.eos_token_id]
+    expected = body + [tok.pad_token_id] * (77 - len(body))
+    data = ds.CoverDataset(folder)
+    assert data.input_ids[0].tolist() == expected
+
+    # TD2's per-load line shuffle: both orders occur across epochs, each a pure function of (seed, epoch, index)
+    lines = ds.LinePrompts(data, tok, seed=0)
+    swapped = caption + [tok.bos_token_id] + author + [tok.eos_token_id] + title + [tok.eos_token_id, tok.eos_token_id]
+    swapped += [tok.pad_token_id] * (77 - len(swapped))
+    seen = [lines.ids(0, epoch) for epoch in range(12)]
+    assert expected in seen and swapped in seen and all(s in (expected, swapped) for s in seen)
+    assert [lines.ids(0, e) for e in range(12)] == seen
 
 
 def test_sampler_shuffles_everything_resumes_exactly_and_drops_ten_percent():
@@ -240,6 +276,15 @@ def test_ko_clip_init_sets_fresh_hangul_rows_from_the_korean_model(syllable_toke
     before = w.clone()
     prepare_text_encoder(td2, syllable_tokenizer, "syllable", "ko-clip", ko_clip=(_ByteTokenizer(), ko_model))
     assert torch.equal(before, td2.get_input_embeddings().weight)
+
+
+def test_model_card_names_hub_ids_only(tmp_path):
+    from training.publish import is_hub_id, model_card
+
+    (tmp_path / "kordiff_training.json").write_text(json.dumps({"config": {"pretrained_model": "td2"}}))
+    card = model_card(tmp_path, "me/x")
+    assert "base_model:\n- JingyeChen22/textdiffuser2-full-ft\n- " in card
+    assert is_hub_id("someone/kordiff-ko") and not is_hub_id(str(tmp_path)) and not is_hub_id("./a/b")
 
 
 def test_config_json_and_flags(tmp_path):
