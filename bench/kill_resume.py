@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-STARTED = "INFO training.train: training "  # the log line printed when the loop is about to start
+STARTED = "training.train: training "  # the log line printed when the loop is about to start
 
 
 def launch(cfg: Path, out: Path, *flags: str) -> subprocess.Popen:

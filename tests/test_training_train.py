@@ -301,6 +301,18 @@ def test_config_json_and_flags(tmp_path):
         TrainConfig.from_json(cfg_file)
 
 
+def test_every_flag_is_kebab_case_with_help_and_choices():
+    from training.train import build_parser
+
+    actions = [a for a in build_parser()._actions if a.option_strings and a.dest != "help"]
+    shown = [a for a in actions if a.help != "==SUPPRESS=="]
+    assert all(o.startswith("--") and "_" not in o for a in shown for o in a.option_strings)
+    assert all(a.help and not a.help.startswith("(default") for a in shown), "a flag without a description"
+    choices = {a.dest: a.choices for a in shown}
+    assert choices["scheme"] == ["syllable", "jamo"] and choices["init"] == ["mean", "ko-clip"]
+    assert choices["mixed_precision"] == ["no", "fp16", "bf16"] and "cosine" in choices["lr_scheduler"]
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     from training.publish import main as publish_main
     from training.train import main as train_main

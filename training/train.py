@@ -37,7 +37,7 @@ from . import checkpoint as ckpt
 from . import dataset as ds
 from .extend import INITS, KO_CLIP, mask_old_rows, prepare_text_encoder
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("training.train")  # also under `python -m`, where __name__ is __main__
 
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 RUN_INFO = "kordiff_training.json"  # config + metrics next to the saved pipeline (read by training.publish)
