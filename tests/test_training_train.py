@@ -336,3 +336,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     )
     assert "does not exist" in capsys.readouterr().err
     assert publish_main(["--pipeline", str(tmp_path), "--repo-id", "a/b", "--dry-run"]) == 2
+
+
+def test_step_functions_work_from_a_script(base_dir, covers, tmp_path):
+    """What a study script uses: build_models, build_data, batch_stream (resumable), diffusion_loss."""
+    from training.train import batch_stream, build_data, build_models, diffusion_loss
+
+    cfg = _cfg(base_dir, covers, tmp_path / "o", tmp_path / "cache")
+    models = build_models(cfg)
+    data = build_data(cfg, models)
+    pos = ds.DataPosition()
+    stream = batch_stream(data, pos)
+    first = [next(stream) for _ in range(10)]  # 8 batches an epoch: crosses into epoch 1
+    assert (pos.epoch, pos.batch) == (1, 2)
+    again = batch_stream(data, ds.DataPosition(0, 7))
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first[7:], [next(again) for _ in range(3)]) for k in a)
+    loss = diffusion_loss(first[0], models.vae, models.unet, models.text_encoder, models.noise_scheduler, "cpu",
+                          torch.float32)
+    assert loss.ndim == 0 and torch.isfinite(loss)
