@@ -132,13 +132,17 @@ def main() -> int:
         for k in range(a.kills):
             mode = modes[k % 3]
             out = work / f"trial-{k:02d}"
-            log = []
-            proc = launch(cfg, out)
-            if not wait_for_line(proc, STARTED, log):
-                print("".join(log[-30:]))
-                return 1
-            delay = rng.uniform(0, loop_s * (1.0 if mode == "uniform" else 0.9))
-            killed_at = watch_and_kill(proc, out, mode, delay, rng)
+            for _attempt in range(4):  # a run that finished before its kill moment is redone with a new moment
+                shutil.rmtree(out, ignore_errors=True)
+                log = []
+                proc = launch(cfg, out)
+                if not wait_for_line(proc, STARTED, log):
+                    print("".join(log[-30:]))
+                    return 1
+                delay = rng.uniform(0, loop_s * (1.0 if mode == "uniform" else 0.75))
+                killed_at = watch_and_kill(proc, out, mode, delay, rng)
+                if killed_at >= 0:
+                    break
             left = snapshot(out) if killed_at >= 0 else "run finished before the kill"
             res = launch(cfg, out, "--resume-from-checkpoint", "latest")
             text, _ = res.communicate()
