@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 from .hub import (
     BASELINE,
+    CPU_MODELS,
     M1_CPU_COST,
     M1_REPO,
     SD15_REPO,
     TD2_REPO,
-    TINY,
     download_hint,
     hub_offline_flag,
     looks_local,
@@ -125,7 +125,7 @@ def detect_capabilities(model: str = BASELINE, *, planner_repo: str = M1_REPO, g
     repos = repos_for_model(model)
     has_gpu = bool(gpu())
     weights = {repo: bool(cached(repo)) for repo in (*repos, planner_repo)}
-    if model != TINY and looks_local(model):
+    if model not in CPU_MODELS and looks_local(model):
         weights[model] = bool(cached(model))
     missing = [r for r, ok in weights.items() if not ok]
     online: bool | None = None
@@ -134,10 +134,9 @@ def detect_capabilities(model: str = BASELINE, *, planner_repo: str = M1_REPO, g
     if missing and has_gpu and not hub_offline_flag():
         online = bool(reachable())
     available = {r: ok or bool(online) for r, ok in weights.items()}
-    pipeline_weights = all(available[r] for r in repos) and (model == TINY or not looks_local(model)
-                                                             or weights.get(model, False))
-    # tiny-random is random weights built in memory: it runs anywhere, so it never needs a GPU.
-    pipeline_ok = pipeline_weights and (has_gpu or model == TINY)
+    pipeline_weights = all(available[r] for r in repos) and weights.get(model, True)
+    # tiny-random and busy-art are built in memory: they run anywhere, so they never need a GPU.
+    pipeline_ok = pipeline_weights and (has_gpu or model in CPU_MODELS)
     planner_ok = has_gpu and available[planner_repo]
     mode = "hybrid" if pipeline_ok else "typeset"
     planner = "m1" if planner_ok else "heuristic"
@@ -166,7 +165,7 @@ def _status(model: str, gpu: bool, weights: dict[str, bool], online: bool | None
     using = "typeset mode" if not pipeline_ok else "hybrid mode"
     using += " + heuristic planner" if not planner_ok else " + M1 planner"
     verb = "is" if len(off) == 1 else "are"
-    line = f"Using {using}: {' and '.join(off)} {verb} off ({'; '.join(reasons) or 'unavailable'})."
+    line = f"Defaults here: {using}; {' and '.join(off)} {verb} off ({'; '.join(reasons) or 'unavailable'})."
     fixes = []
     hub_missing = [r for r in missing if not looks_local(r)]
     if hub_missing and not online:

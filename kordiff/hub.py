@@ -19,6 +19,8 @@ SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # VAE, scheduler, tok
 M1_REPO = "JingyeChen22/textdiffuser2_layout_planner"  # TD2's Vicuna-7B layout planner
 BASELINE = "td2"
 TINY = "tiny-random"
+BUSY_ART = "busy-art"  # kordiff.evaluate's text-free stand-in "pipeline"
+CPU_MODELS = (TINY, BUSY_ART)  # built in memory: no weights, no GPU
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def repos_for_model(model: str) -> tuple[str, ...]:
     """The Hub repos a pipeline name needs: both TD2 repos for 'td2', none for 'tiny-random' or a directory."""
     if model == BASELINE:
         return (TD2_REPO, SD15_REPO)
-    if model == TINY or looks_local(model):
+    if model in CPU_MODELS or looks_local(model):
         return ()
     return (model,)
 
