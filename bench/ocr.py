@@ -6,13 +6,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from kordiff.evaluate import load_titles, plan_layout, text_free_set
-from kordiff.layout import Box, Layout
-from kordiff.ocr import OcrReader
-from kordiff.typeset import typeset_cover
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/ocr.py` from anywhere
+
+from kordiff.evaluate import load_titles, plan_layout, text_free_set  # noqa: E402
+from kordiff.layout import Box, Layout  # noqa: E402
+from kordiff.ocr import OcrReader  # noqa: E402
+from kordiff.typeset import typeset_cover  # noqa: E402
 
 # Where a planner would put a title and an author line: the regions a layout-based check reads.
 PROBE_LAYOUT = Layout.of([Box("제목", 8, 16, 120, 40), Box("지은이", 40, 100, 88, 112)])
@@ -67,9 +71,11 @@ def speed(size: int, limit: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--n", type=int, default=140, help="text-free images (cycling through every kind)")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--speed-titles", type=int, default=40)
+    parser.add_argument("--n", type=int, default=140,
+                        help="text-free images, cycling through every kind (default: 140)")
+    parser.add_argument("--size", type=int, default=512, help="image side in pixels (default: 512)")
+    parser.add_argument("--speed-titles", type=int, default=40,
+                        help="benchmark titles typeset and read for the speed figures (default: 40)")
     args = parser.parse_args()
     false_positives(args.n, args.size)
     speed(args.size, args.speed_titles)
