@@ -39,13 +39,11 @@ def _caps(model: str = "td2") -> Capabilities:
 
 def _plan(planner: str | None, caps: Capabilities, title: str, description: str, subtitle: str, author: str,
           seed: int):
-    """Plan with the chosen planner (default: what works here); M1 on a CPU says what it costs first."""
+    """Plan with the chosen planner (default: what works here)."""
     planner = planner or caps.default_planner
     if planner == "m1":
-        from .planner import M1Planner
+        from .planner import M1Planner  # warns what M1 costs on a CPU before loading it
 
-        if caps.planner_notice("m1"):
-            logger.warning("%s", caps.planner_notice("m1"))
         keywords = [t for t in (title, subtitle, author) if t]
         return M1Planner(seed=seed).plan(title, description, keywords)
     from .planner import HeuristicPlanner
