@@ -71,9 +71,11 @@ def speed(size: int, limit: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--n", type=int, default=140, help="text-free images (cycling through every kind)")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--speed-titles", type=int, default=40)
+    parser.add_argument("--n", type=int, default=140,
+                        help="text-free images, cycling through every kind (default: 140)")
+    parser.add_argument("--size", type=int, default=512, help="image side in pixels (default: 512)")
+    parser.add_argument("--speed-titles", type=int, default=40,
+                        help="benchmark titles typeset and read for the speed figures (default: 40)")
     args = parser.parse_args()
     false_positives(args.n, args.size)
     speed(args.size, args.speed_titles)

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "ModelUnavailableError": ".loading", "from_textdiffuser2": ".loading", "load_pipeline": ".loading",
+    "ModelUnavailableError": ".hub", "from_textdiffuser2": ".loading", "load_pipeline": ".loading",
     "resolve_device_dtype": ".loading", "SCHEDULERS": ".pipeline", "KorDiffOutput": ".pipeline",
     "KorDiffPipeline": ".pipeline",
 }
@@ -60,7 +60,9 @@ _LAZY.update({name: ".ocr" for name in (
 _LAZY.update({name: ".typeset" for name in (
     "TypesetStyle", "contrast_ratio", "procedural_background", "relative_luminance", "typeset_cover",
     "typeset_layout")})
-_LAZY.update({name: ".covers" for name in ("MODES", "Cover", "CoverOptions", "make_covers", "rank_covers")})
+_LAZY.update({name: ".modes" for name in ("MODES", "PLANNERS")})
+_LAZY.update({name: ".capabilities" for name in ("Capabilities", "detect_capabilities")})
+_LAZY.update({name: ".covers" for name in ("Cover", "CoverOptions", "make_covers", "rank_covers")})
 __all__ += [name for name in _LAZY if name not in __all__]
 
 

@@ -7,6 +7,13 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from .modes import MODES, mode_help
+
+# Torch-free copies of the pipeline's limits, so CLIs and the app can build their flags without importing torch;
+# tests/test_cli.py checks they equal kordiff.pipeline's.
+SCHEDULER_NAMES = ("ddpm", "ddim", "dpm++", "euler", "euler_a", "unipc")
+MAX_IMAGES = 8
+
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, suppress_defaults: bool = False,
                        choices: dict | None = None) -> argparse.ArgumentParser:
@@ -26,7 +33,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, suppress_default
         if args and type(None) in args:  # Optional[X] -> X
             kind = next(a for a in args if a is not type(None))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        kw: dict = {"help": (f.metadata.get("help", "") + f" (default: {default!r})").strip(), "dest": f.name,
+        shown = f.metadata.get("default_help", repr(default))  # e.g. "detected at start-up" for a None default
+        kw: dict = {"help": (f.metadata.get("help", "") + f" (default: {shown})").strip(), "dest": f.name,
                     "default": argparse.SUPPRESS if suppress_defaults else default}
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
@@ -49,16 +57,18 @@ def from_args(cls, ns: argparse.Namespace):
 class GenerateConfig:
     """How to sample covers; defaults follow TD2's demo (DDPM, 20 steps, CFG 7.5)."""
 
-    model: str = field(default="td2", metadata={"help": "'td2' baseline, 'tiny-random', a pipeline dir or Hub id"})
+    model: str = field(default="td2", metadata={
+        "help": "'td2' (TD2 baseline, needs its weights), 'tiny-random' (random tiny model, smoke runs), "
+                "'busy-art' (text-free stand-in art, no weights), a saved kordiff pipeline directory or Hub id"})
     scheme: str = field(default="syllable", metadata={"help": "Hangul token scheme for the td2 baseline",
                                                       "choices": ["syllable", "jamo"]})
-    num_images: int = field(default=1, metadata={"help": "images per request (1-8)"})
+    num_images: int = field(default=1, metadata={"help": f"covers to write (1-{MAX_IMAGES})"})
     steps: int = field(default=20, metadata={"help": "denoising steps"})
     guidance_scale: float = field(default=7.5, metadata={"help": "classifier-free guidance scale"})
-    scheduler: str = field(default="ddpm", metadata={"help": "sampler"})
-    seed: int | None = field(default=None, metadata={"help": "seed of the first image (next images: seed+1, ...)"})
-    mode: str = field(default="diffusion", metadata={
-        "help": "diffusion: the model draws the title; hybrid: exact title typeset into the diffusion image; "
-                "typeset: procedural cover + exact title (no weights, CPU)",
-        "choices": ["diffusion", "hybrid", "typeset"]})
+    scheduler: str = field(default="ddpm", metadata={"help": "sampler (ddpm as TD2)", "choices": list(SCHEDULER_NAMES)})
+    seed: int | None = field(default=None, metadata={"help": "seed of the first image (next images: seed+1, ...)",
+                                                     "default_help": "random"})
+    mode: str | None = field(default=None, metadata={
+        "help": mode_help(), "choices": list(MODES),
+        "default_help": "detected at start-up: hybrid with a GPU and the model's weights, else typeset"})
     best_of: int = field(default=1, metadata={"help": "generate num_images x best_of candidates, keep the best by OCR"})

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field, replace
 from PIL import Image
 
 from .layout import Layout
+from .modes import MODES
 from .ocr import ImageScore, score_image
 from .typeset import TypesetStyle, procedural_background, theme_palette, typeset_layout
 
 logger = logging.getLogger(__name__)
 
-MODES = ("diffusion", "hybrid", "typeset")
 PIPELINE_BATCH = 8  # the pipeline's own per-call image limit
 
 Scorer = Callable[[Image.Image, Layout], ImageScore]

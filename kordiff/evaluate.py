@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,10 @@ from PIL import Image, ImageDraw
 
 from .assets import ASSETS_DIR, FONTS, load_font
 from .config import add_dataclass_args
-from .covers import MODES, CoverOptions, make_covers
+from .covers import CoverOptions, make_covers
+from .hub import BUSY_ART, first_line
 from .layout import GRID, Box, Layout
+from .modes import MODES, PLANNERS, mode_help, planner_help
 from .ocr import ImageScore, OcrReader, is_scorable
 from .typeset import THEMES, procedural_background
 
@@ -98,18 +100,33 @@ def simple_layout(title: str) -> Layout:
 def plan_layout(title: str, description: str = "", seed: int = 0, planner: str = "heuristic") -> tuple[Layout, str]:
     """Layout for a benchmark title (a second line is its subtitle); returns (layout, source).
 
-    planner: 'heuristic' (kordiff.planner.HeuristicPlanner, placement from the seed) or 'simple' (centred lines
-    in the upper third, independent of the planner: a fixed reference placement)."""
+    planner: 'heuristic' (kordiff.planner.HeuristicPlanner, placement from the seed), 'm1' (TD2's M1, loaded
+    once) or 'simple' (centred lines in the upper third, independent of any planner: a fixed reference placement)."""
     if planner == "simple":
         return simple_layout(title), "simple"
-    if planner != "heuristic":
-        raise ValueError(f"planner must be 'heuristic' or 'simple', got {planner!r}")
-    from .planner import HeuristicPlanner
-
+    if planner not in PLANNERS:
+        raise ValueError(f"planner must be one of {PLANNERS} or 'simple', got {planner!r}")
     lines = [line.strip() for line in title.split("\n") if line.strip()]
     subtitle = " ".join(lines[1:]) or None
-    result = HeuristicPlanner(seed=seed).plan(lines[0], description, subtitle=subtitle)
+    if planner == "m1":
+        result = _m1_planner(seed).plan(lines[0], description, [lines[0], *([subtitle] if subtitle else [])])
+    else:
+        from .planner import HeuristicPlanner
+
+        result = HeuristicPlanner(seed=seed).plan(lines[0], description, subtitle=subtitle)
     return result.layout, result.source
+
+
+_M1: dict = {}
+
+
+def _m1_planner(seed: int):
+    """One M1 planner per process (its 7B weights load once)."""
+    from .planner import M1Planner
+
+    if "m1" not in _M1:
+        _M1["m1"] = M1Planner(seed=seed)
+    return _M1["m1"]
 
 
 # --- text-free images (OCR false positives) -----------------------------------------------------------------------
@@ -204,21 +221,29 @@ class BusyArtPipeline:
 class EvalConfig:
     """One benchmark run (every field is a CLI flag)."""
 
-    mode: str = "typeset"  # typeset | hybrid | diffusion
-    split: str = "test"  # dev | test | all
-    out: str = "runs/eval"  # output folder: results.csv, boxes.csv, summary.md, contact_sheet.png, images/
-    limit: int = 0  # first N titles only (0 = all)
-    model: str = ""  # diffusion/hybrid: 'td2', 'tiny-random', 'busy-art' (stand-in, no weights) or a dir / Hub id
-    device: str = ""  # '' = CUDA when available
-    font: str = "sans"
-    seed: int = 0
-    planner: str = "heuristic"  # heuristic (kordiff.planner) | simple (fixed centred placement)
-    best_of: int = 1  # candidates per title; the best by OCR is kept
-    steps: int = 20
-    guidance: float = 7.5
-    harmonise: bool = True
-    workers: int = 2  # parallel titles in typeset mode (Tesseract releases the GIL)
-    save_images: bool = True
+    mode: str = field(default="typeset", metadata={"help": mode_help(), "choices": list(MODES)})
+    split: str = field(default="test", metadata={"help": "benchmark split ('all': every split)",
+                                                 "choices": list(SPLITS)})
+    out: str = field(default="runs/eval", metadata={
+        "help": "output folder: results.csv, summary.md/json, contact_sheet.png, images/"})
+    limit: int = field(default=0, metadata={"help": "only the first N titles (0: all)"})
+    model: str = field(default="", metadata={
+        "help": "diffusion/hybrid: 'td2', 'tiny-random', 'busy-art' (text-free stand-in art, no weights), "
+                "a saved pipeline directory or Hub id ('': td2)"})
+    device: str = field(default="", metadata={"help": "torch device for the model ('': CUDA when available)"})
+    font: str = field(default="sans", metadata={"help": "typeset font style", "choices": sorted(FONTS)})
+    seed: int = field(default=0, metadata={"help": "seed of every title's first candidate (and its placement)"})
+    planner: str = field(default="heuristic", metadata={"help": "layout planner: " + planner_help(),
+                                                        "choices": list(PLANNERS)})
+    simple_layout: bool = field(default=False, metadata={
+        "help": "use a fixed centred placement instead of the planner (a planner-independent reference)"})
+    best_of: int = field(default=1, metadata={"help": "candidates per title; the best by OCR is kept"})
+    steps: int = field(default=20, metadata={"help": "denoising steps (diffusion/hybrid)"})
+    guidance_scale: float = field(default=7.5, metadata={"help": "classifier-free guidance scale (diffusion/hybrid)"})
+    harmonise: bool = field(default=True, metadata={
+        "help": "hybrid: low-strength image-to-image pass over the typeset title, kept only if OCR still reads it"})
+    workers: int = field(default=2, metadata={"help": "parallel titles in typeset mode (Tesseract releases the GIL)"})
+    save_images: bool = field(default=True, metadata={"help": "write every cover to images/"})
 
 
 @dataclass(frozen=True)
@@ -240,7 +265,8 @@ class EvalRow:
 
 
 def _one_title(item: BenchTitle, cfg: EvalConfig, pipeline, reader: OcrReader, out: Path):
-    layout, source = plan_layout(item.title, item.description, seed=cfg.seed, planner=cfg.planner)
+    layout, source = plan_layout(item.title, item.description, seed=cfg.seed,
+                                 planner="simple" if cfg.simple_layout else cfg.planner)
     ocr_time = [0.0]
 
     def scorer(image: Image.Image, lay: Layout) -> ImageScore:
@@ -250,7 +276,7 @@ def _one_title(item: BenchTitle, cfg: EvalConfig, pipeline, reader: OcrReader, o
         finally:
             ocr_time[0] += time.perf_counter() - t
 
-    options = CoverOptions(font=cfg.font, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+    options = CoverOptions(font=cfg.font, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
                            harmonise=cfg.harmonise)
     t0 = time.perf_counter()
     cover = make_covers(cfg.mode, layout, " ".join(item.lines), item.description, n=1, seed=cfg.seed,
@@ -333,14 +359,14 @@ def run(cfg: EvalConfig, pipeline=None, progress: Callable | None = None) -> dic
     if not titles:
         raise ValueError(f"no titles in split {cfg.split!r}")
     out = Path(cfg.out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     if cfg.mode != "typeset" and pipeline is None:
-        if cfg.model == "busy-art":
+        if cfg.model == BUSY_ART:
             pipeline = BusyArtPipeline()
         else:
             from .loading import load_pipeline
 
             pipeline = load_pipeline(cfg.model or "td2", device=cfg.device or None)
+    (out / "images").mkdir(parents=True, exist_ok=True)  # after loading: a failed load leaves no empty folders
     reader = OcrReader()
     workers = cfg.workers if cfg.mode == "typeset" or isinstance(pipeline, BusyArtPipeline) else 1
 
@@ -386,8 +412,11 @@ def _progress_bar(total: int, desc: str):
 def build_parser() -> argparse.ArgumentParser:
     """CLI flags generated from EvalConfig's fields and defaults."""
     parser = argparse.ArgumentParser(prog="python -m kordiff.evaluate", description=__doc__.strip().splitlines()[0])
-    choices = {"mode": MODES, "split": SPLITS, "font": sorted(FONTS), "planner": ("heuristic", "simple")}
-    return add_dataclass_args(parser, EvalConfig, choices=choices)
+    add_dataclass_args(parser, EvalConfig)
+    # The flag was --guidance before all CLIs used `python -m kordiff generate`'s spelling: still accepted, hidden.
+    parser.add_argument("--guidance", type=float, dest="guidance_scale", help=argparse.SUPPRESS,
+                        default=argparse.SUPPRESS)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,8 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = run(cfg)
+    except KeyboardInterrupt:
+        print(f"interrupted: the rows finished so far are in {Path(cfg.out) / 'results.csv'}", file=sys.stderr)
+        return 130
     except Exception as e:  # noqa: BLE001 - a CLI prints one clear line instead of a traceback
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {first_line(e, 1000)}", file=sys.stderr)
         return 1
     for k, v in summary.items():
         print(f"{k}: {v}")

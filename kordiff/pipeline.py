@@ -79,7 +79,7 @@ class KorDiffPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> KorDiffPipeline:
         """diffusers' loader; a missing/unreachable pipeline raises one ModelUnavailableError instead of Hub noise."""
-        from .loading import load_component
+        from .hub import load_component
 
         parent = super().from_pretrained
         return load_component("kordiff pipeline", str(pretrained_model_name_or_path), parent, **kwargs)

@@ -12,7 +12,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fastchat.conversation import get_conv_template  # fschat: TD2's own templates; stdlib-only, no torch
+
 from .heuristic import HeuristicConfig, HeuristicPlanner, _role, char_weight, split_title_lines, text_weight
+from .hub import M1_CPU_COST, M1_REPO, hub_reachable, is_out_of_memory, looks_local, unavailable_message
 from .layout import GRID, Box, Layout
 from .plan_result import PLACEMENTS, ROLES, Planner, PlannerUnavailableError, PlanResult, _norm, requested_texts
 from .planner_output import DroppedLine, ParseReport, parse_planner_output, parse_planner_output_report
@@ -27,7 +30,7 @@ __all__ = [
     "parse_planner_output", "parse_planner_output_report", "requested_texts", "split_title_lines", "text_weight",
 ]
 
-M1_MODEL_ID = "JingyeChen22/textdiffuser2_layout_planner"
+M1_MODEL_ID = M1_REPO
 TEMPLATES = ("one_shot", "vicuna_v1.1")
 
 
@@ -45,26 +48,6 @@ _M1_TAIL = (
     "right, bottom. So let us begin. Prompt: "
 )
 
-# fastchat 0.2.36's conversation templates, written out (fastchat is not a runtime dependency).
-_ONE_SHOT_SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
-)
-_ONE_SHOT_EXAMPLE_Q = "Got any creative ideas for a 10 year old\u2019s birthday?"
-_ONE_SHOT_EXAMPLE_A = """Of course! Here are some creative ideas for a 10-year-old's birthday party:
-1. Treasure Hunt: Organize a treasure hunt in your backyard or nearby park. Create clues and riddles for the kids to solve, leading them to hidden treasures and surprises.
-2. Science Party: Plan a science-themed party where kids can engage in fun and interactive experiments. You can set up different stations with activities like making slime, erupting volcanoes, or creating simple chemical reactions.
-3. Outdoor Movie Night: Set up a backyard movie night with a projector and a large screen or white sheet. Create a cozy seating area with blankets and pillows, and serve popcorn and snacks while the kids enjoy a favorite movie under the stars.
-4. DIY Crafts Party: Arrange a craft party where kids can unleash their creativity. Provide a variety of craft supplies like beads, paints, and fabrics, and let them create their own unique masterpieces to take home as party favors.
-5. Sports Olympics: Host a mini Olympics event with various sports and games. Set up different stations for activities like sack races, relay races, basketball shooting, and obstacle courses. Give out medals or certificates to the participants.
-6. Cooking Party: Have a cooking-themed party where the kids can prepare their own mini pizzas, cupcakes, or cookies. Provide toppings, frosting, and decorating supplies, and let them get hands-on in the kitchen.
-7. Superhero Training Camp: Create a superhero-themed party where the kids can engage in fun training activities. Set up an obstacle course, have them design their own superhero capes or masks, and organize superhero-themed games and challenges.
-8. Outdoor Adventure: Plan an outdoor adventure party at a local park or nature reserve. Arrange activities like hiking, nature scavenger hunts, or a picnic with games. Encourage exploration and appreciation for the outdoors.
-Remember to tailor the activities to the birthday child's interests and preferences. Have a great celebration!"""  # noqa: E501 - verbatim
-_VICUNA_SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
-)
 # Where the assistant's turn ends in each template: generation after it is the model starting a new turn.
 STOP_STRINGS = {"one_shot": "###", "vicuna_v1.1": "</s>"}
 
@@ -77,15 +60,13 @@ def m1_instruction(prompt: str, keywords: Sequence[str] | None = None) -> str:
 
 
 def build_planner_prompt(prompt: str, keywords: Sequence[str] | None = None, template: str = "one_shot") -> str:
-    """The full M1 input: TD2's instruction in a fastchat conversation, rendered as fastchat 0.2.36 does."""
-    message = m1_instruction(prompt, keywords)
-    if template == "one_shot":  # SeparatorStyle.ADD_COLON_SINGLE, sep "\n### ", with the canned example exchange
-        sep = "\n### "
-        turns = [("Human", _ONE_SHOT_EXAMPLE_Q), ("Assistant", _ONE_SHOT_EXAMPLE_A), ("Human", message)]
-        return _ONE_SHOT_SYSTEM + sep + "".join(f"{role}: {text}{sep}" for role, text in turns) + "Assistant:"
-    if template == "vicuna_v1.1":  # SeparatorStyle.ADD_COLON_TWO, sep " ", sep2 "</s>"
-        return f"{_VICUNA_SYSTEM} USER: {message} ASSISTANT:"
-    raise ValueError(f"unknown planner template {template!r}; choose one of {TEMPLATES}")
+    """The full M1 input: TD2's instruction in fastchat's conversation template, built exactly as TD2 builds it."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown planner template {template!r}; choose one of {TEMPLATES}")
+    conv = get_conv_template(template)  # a fresh copy each call: templates are mutable
+    conv.append_message(conv.roles[0], m1_instruction(prompt, keywords))
+    conv.append_message(conv.roles[1], None)
+    return conv.get_prompt()
 
 
 # ----------------------------------------------------------------------------------- completing an M1 layout
@@ -243,7 +224,7 @@ class M1Planner:
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = self.dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         # transformers 5 always loads weights lazily (low_cpu_mem_usage is gone), so it is not passed.
-        kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": self.local_files_only}
+        kwargs: dict[str, Any] = {"dtype": dtype}
         if self.quantization:
             if importlib.util.find_spec("bitsandbytes") is None:
                 raise PlannerUnavailableError(
@@ -256,21 +237,24 @@ class M1Planner:
             else:
                 kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
             kwargs["device_map"] = {"": str(device)}
+        local = looks_local(self.model_id)
+        online = local or (not self.local_files_only and hub_reachable())
+        kwargs["local_files_only"] = not online  # offline: the cache only, failing at once instead of retrying
+        if not local and device.type == "cpu" and not self.quantization:
+            logger.warning("%s", M1_CPU_COST)
         logger.info("loading M1 layout planner %s on %s (%s)", self.model_id, device, self.quantization or dtype)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model_id, local_files_only=self.local_files_only)
+            tokenizer = AutoTokenizer.from_pretrained(self.model_id, local_files_only=not online)
             try:
                 model = AutoModelForCausalLM.from_pretrained(self.model_id, use_safetensors=True, **kwargs)
             except Exception as e:  # no .safetensors in the repo: fall back to the (slow) .bin shards
+                if is_out_of_memory(e):
+                    raise
                 logger.info("no safetensors weights for %s (%s); trying .bin", self.model_id, _first_line(e))
                 model = AutoModelForCausalLM.from_pretrained(self.model_id, use_safetensors=False, **kwargs)
         except Exception as e:
-            raise PlannerUnavailableError(
-                f"cannot load the M1 layout planner {self.model_id!r}: {type(e).__name__}: {_first_line(e)}. "
-                f"It needs the model files (~13.5 GB in fp16) from the Hugging Face Hub: download them once with "
-                f"network access (`hf download {M1_MODEL_ID}`) or pass a local directory as model_id; "
-                f"HeuristicPlanner plans without it."
-            ) from None
+            message = unavailable_message("M1 layout planner", self.model_id, e, online=online)
+            raise PlannerUnavailableError(f"{message} The heuristic planner plans without it.") from None
         if not self.quantization:
             model = model.to(device)
         model.eval()

@@ -144,7 +144,7 @@ def test_offline_loading_fails_with_one_clear_message(monkeypatch):
     with pytest.raises(ModelUnavailableError) as e:
         from_textdiffuser2()
     msg = str(e.value)
-    assert "JingyeChen22/textdiffuser2-full-ft" in msg and "huggingface-cli download" in msg
+    assert "JingyeChen22/textdiffuser2-full-ft" in msg and "hf download" in msg
     assert e.value.__cause__ is None and e.value.__suppress_context__
     with pytest.raises(ModelUnavailableError, match="there is no directory './no/such/dir'"):
         load_pipeline("./no/such/dir")

@@ -117,14 +117,28 @@ def test_one_shot_prompt_exact():
 ONE_SHOT_SHA256 = "7b5db5ed749a6335af3e174df7979965531a3bc899a70140e072d0394116d76c"
 
 
+# sha256 of the whole M1 input per (template, keywords), from fastchat 0.2.36 (fschat, pinned): a fastchat that
+# changed TD2's conversation text would change what M1 sees, so it must fail here, not silently.
+FASTCHAT_SHA256 = {
+    ("one_shot", False): "51f482bfb119388e06f505b3d6a2552f6ce8dc67f6281b191a2ffbb0e17c1880",
+    ("one_shot", True): "8e7dc18d6f49577490736fc5d51f0444e9b323364ede064b294a5255b7670809",
+    ("vicuna_v1.1", False): "4e7fc7b40900a8d498022611550a44df2e83b63f01e58dfb829a09adc8873844",
+    ("vicuna_v1.1", True): "edbbbed03f7ee90668771dea6925e6fd977f1cc0376da3b559c3845d3999a6bc",
+}
+
+
 @pytest.mark.parametrize("template", ["one_shot", "vicuna_v1.1"])
 @pytest.mark.parametrize("keywords", [None, ["별빛의 속삭임", "김지영"]])
-def test_prompt_matches_fastchat_when_installed(template, keywords):
-    conversation = pytest.importorskip("fastchat.conversation")
-    conv = conversation.get_conv_template(template)
+def test_prompt_matches_fastchat(template, keywords):
+    from fastchat.conversation import get_conv_template  # fschat is a requirement: never skipped
+
+    conv = get_conv_template(template)  # TD2's inference code, step by step
     conv.append_message(conv.roles[0], m1_instruction(CAPTION, keywords))
     conv.append_message(conv.roles[1], None)
-    assert build_planner_prompt(CAPTION, keywords, template) == conv.get_prompt()
+    got = build_planner_prompt(CAPTION, keywords, template)
+    assert got == conv.get_prompt()
+    assert hashlib.sha256(got.encode()).hexdigest() == FASTCHAT_SHA256[template, bool(keywords)]
+    assert build_planner_prompt(CAPTION, keywords, template) == got  # the shared template is not mutated
 
 
 def test_unknown_template_is_refused():
