@@ -172,6 +172,7 @@ class CoverApp:
             guidance = editing.check_number("Guidance scale", guidance, 0.0, MAX_GUIDANCE)
             if scheduler not in SCHEDULERS:
                 raise ValueError(f"Unknown scheduler {str(scheduler)[:40]!r}; choose one of {', '.join(SCHEDULERS)}.")
+            editing.check_table(table)
             edit = editing.rows_to_layout(table)  # bounded: at most MAX_BOXES boxes of MAX_ROW_CHARS characters
             decision = decide(mode if isinstance(mode, str) else repr(mode)[:40], len(edit.layout))
             editing.check_budget(num_images, steps, decision.mode, self.caps.gpu)

@@ -224,6 +224,16 @@ def rows_to_layout(table) -> EditResult:
     return EditResult(Layout.of(kept), tuple(_trim_notice("row", trimmed) + notices))
 
 
+def check_table(table) -> None:
+    """Refuse (ValueError) a table with more text rows than a cover has boxes, before any of them is parsed."""
+    rows = _rows(table)
+    n = len(rows) if len(rows) > MAX_CELLS else sum(
+        not _blank(list(r[:5]) if isinstance(r, list | tuple) else [r]) for r in rows)
+    if n > MAX_BOXES:
+        raise ValueError(f"The table has {n:,} rows; a cover takes at most {MAX_BOXES} text boxes. "
+                         "Delete some rows and generate again.")
+
+
 def table_needs_redraw(table, layout: Layout) -> bool:
     """Whether the table shows anything but `layout` (clipped, dropped or cleaned rows), blank rows aside."""
     rows = [list(r[:5]) if isinstance(r, list | tuple) else [r] for r in _rows(table)[: MAX_CELLS + 1]]
