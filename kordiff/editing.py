@@ -86,10 +86,11 @@ def clean_text(text, limit: int) -> tuple[str, list[str]]:
     raw = text if isinstance(text, str) else ("" if text is None else str(text))
     notes = []
     scan = raw[: 4 * limit + 1000]  # never scan a pasted megabyte: only the start can be kept anyway
-    cleaned = "".join(c for c in scan if not (0xD800 <= ord(c) <= 0xDFFF or unicodedata.category(c) == "Cc"))
-    if len(cleaned) != len(scan) - sum(c in "\t\n\r" for c in scan):
+    cleaned = "".join(c for c in scan if c in "\t\n" or not (0xD800 <= ord(c) <= 0xDFFF
+                                                           or unicodedata.category(c) == "Cc"))
+    if len(cleaned) != len(scan):
         notes.append("invalid characters (lone surrogates, control codes) were removed")
-    cleaned = " ".join(cleaned.split())
+    cleaned = cleaned.strip()
     if len(raw) > len(scan) or len(cleaned) > limit:
         notes.append(f"it was {len(raw):,} characters long: trimmed to the first {limit}")
         cleaned = cleaned[:limit].rstrip()
