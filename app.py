@@ -196,25 +196,26 @@ def _covers(decision, args, seed: int, n: int, notices: str):
     import kordiff
 
     model, title, description, layout = args[:4]
-    gallery, covers = [], []
-    for s in range(seed, seed + n):
+    gallery, covers, prompt = [], [], gr.skip()
+    preview = kordiff.render_layout(layout, size=editing.CANVAS_SIZE)
+    for i, s in enumerate(range(seed, seed + n)):
         if decision.raw_pipeline:  # diffusion without boxes: nothing for OCR to score
             gallery.append((_diffuse(*args, s).images[0], f"seed {s} · {decision.mode}"))
         else:
             covers += _make_cover(decision.mode, *args, s)
             gallery = [(c.image, editing.cover_caption(c.seed, c.mode, c.score, c.notes))
                        for c in kordiff.rank_covers(covers)]
-        preview = kordiff.render_layout(layout, size=editing.CANVAS_SIZE)
-        details = "\n".join(f"- {caption}" for _, caption in gallery)
-        yield gallery, preview, gr.skip(), notices, seed, details, gr.skip(), gr.skip()
-    tokenizer = editing.assets_tokenizer()
-    if decision.needs_pipeline:
-        from kordiff.shared import pipeline_for
+        if i == n - 1:  # the last yield is the API's answer: it carries every output
+            tokenizer = editing.assets_tokenizer()
+            if decision.needs_pipeline:
+                from kordiff.shared import pipeline_for
 
-        tokenizer = pipeline_for(model).tokenizer
-    enc = kordiff.encode_prompt_report(tokenizer, kordiff.book_caption(title, description), layout, fit_layout=True)
-    yield gr.skip(), gr.skip(), kordiff.decode_prompt(tokenizer, enc.ids), gr.skip(), gr.skip(), gr.skip(), \
-        gr.skip(), gr.skip()
+                tokenizer = pipeline_for(model).tokenizer
+            caption = kordiff.book_caption(title, description)
+            enc = kordiff.encode_prompt_report(tokenizer, caption, layout, fit_layout=True)
+            prompt = kordiff.decode_prompt(tokenizer, enc.ids)
+        details = "\n".join(f"- {caption}" for _, caption in gallery)
+        yield gallery, preview, prompt, notices, seed, details, gr.skip(), gr.skip()
 
 
 try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated function runs
