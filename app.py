@@ -134,7 +134,7 @@ class CoverApp:
         if not isinstance(boxes, list):
             return [], gr.skip(), _notify(["The canvas is empty: plan again or add rows to the table."]), None
         previous = editing.rows_to_layout(table).layout
-        pending = len(boxes) == len(previous) + 1 and not str((boxes[0] or {}).get("label") or "").strip()
+        pending = editing.pending_new_box(boxes, previous)
         signature = repr(boxes[:1]) if pending else None
         # A new box's text is asked for in a dialog: say it has none only when the dialog closed without one.
         edit = editing.boxes_to_layout(boxes, pending_ok=pending and signature != seen)
@@ -273,14 +273,16 @@ def _annotator(**kwargs):
     """The canvas, reading only the boxes of its payload: no image decoding, no crash on malformed boxes."""
     from gradio_image_annotation import image_annotator
 
-    class BoxCanvas(image_annotator):
-        def preprocess(self, payload):
-            if payload is None:
-                return None
-            boxes = payload.boxes if isinstance(payload.boxes, list) else []
-            return {"image": None, "boxes": boxes[: editing.MAX_CELLS + 1], "orientation": 0}
+    canvas = image_annotator(**kwargs)
 
-    return BoxCanvas(**kwargs)
+    def boxes_only(payload):  # an instance wrapper: a subclass would lose the component's frontend files
+        if payload is None:
+            return None
+        boxes = payload.boxes if isinstance(payload.boxes, list) else []
+        return {"image": None, "boxes": boxes[: editing.MAX_CELLS + 1], "orientation": 0}
+
+    canvas.preprocess = boxes_only
+    return canvas
 
 
 def build_demo(config: AppConfig) -> gr.Blocks:

@@ -102,7 +102,7 @@ def _coord(d: dict, key: str) -> float | None:
     scale = _number(d.get("scaleFactor", 1))  # the canvas's own payload may carry its display scale
     if x is None or scale is None or scale <= 0:
         return None
-    return x / scale
+    return min(max(x / scale, -1e6), 1e6)  # far off the canvas is as good as at its edge (and no inf // size)
 
 
 def boxes_to_layout(boxes: Iterable[dict] | None, size: Size = CANVAS_SIZE, pending_ok: bool = False) -> EditResult:
@@ -148,6 +148,14 @@ def _trim_notice(what: str, numbers: list[int]) -> list[str]:
         return []
     listed = ", ".join(map(str, numbers[:8])) + (", ..." if len(numbers) > 8 else "")
     return [f"The text of {what} {listed} was longer than {MAX_ROW_CHARS} characters: trimmed to {MAX_ROW_CHARS}."]
+
+
+def pending_new_box(boxes, previous: Layout) -> bool:
+    """Whether the canvas holds one box more than `previous`, first and without text: a new box whose text the
+    canvas is still asking for in its dialog."""
+    first = boxes[0] if isinstance(boxes, list) and boxes else None
+    return (len(boxes) == len(previous) + 1 and isinstance(first, dict)
+            and not clean_text(first.get("label"), MAX_ROW_CHARS)[0])
 
 
 def new_box_first(boxes, previous: Layout) -> bool:

@@ -102,7 +102,7 @@ def test_status_line_and_notices_that_stay(browser, url):
 def test_plan_generate_drag_add_delete(browser, url):
     pg = open_page(browser, url)
     plan(pg, TITLE, "김하늘")
-    pg.wait_for_function(f"() => document.querySelector('#table .virtual-row .body-cell')?.innerText.includes('마음')")
+    pg.wait_for_function("() => document.querySelector('#table .virtual-row .body-cell')?.innerText.includes('마음')")
     assert texts(pg) == [TITLE, "김하늘"]
     pg.wait_for_function("document.fonts.check('12px Arial', '마') && document.fonts.check('16px \"KorDiff Hangul\"', "
                          "'마')", timeout=20_000)  # the shipped Hangul font labels the canvas
