@@ -113,15 +113,16 @@ def test_plan_generate_drag_add_delete(browser, url):
     pg.wait_for_function("() => document.querySelector('#details')?.innerText.includes('seed')")
     assert "typeset" in pg.inner_text("#details") and "OCR read" in pg.inner_text("#details")
 
-    # from the initial state (no tool chosen) a drag MOVES the title box: 40 px left, 90 px down
+    # from the initial state (no tool chosen) a drag MOVES the title box: 20 px right, 90 px down
+    pg.locator("#canvas canvas").scroll_into_view_if_needed()
     l, t, r, b = [int(v) for v in table_rows(pg)[0][1:5]]
     at = to_page(pg)
     cx, cy = (l + r) / 2 * 4, (t + b) / 2 * 6  # grid -> cover pixels (512x768: 4 x 6 px per cell)
-    drag(pg, at(cx, cy), at(cx - 40, cy + 90))
+    drag(pg, at(cx, cy), at(cx + 20, cy + 90))
     pg.wait_for_function(f"() => document.querySelectorAll('#table .virtual-row .body-cell')[2]?.innerText.trim() "
                          f"!== '{t}'")
     got = [int(v) for v in table_rows(pg)[0][1:5]]
-    assert all(abs(g - w) <= 1 for g, w in zip(got, [l - 10, t + 15, r - 10, b + 15])), got
+    assert all(abs(g - w) <= 1 for g, w in zip(got, [l + 5, t + 15, r + 5, b + 15])), got
     assert len(table_rows(pg)) == 2  # moved, not a new box
 
     # a new box drawn with the Create tool lands at the END of the table
