@@ -3,57 +3,58 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import random
-from contextlib import contextmanager
+import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 
-import gradio as gr
-from gradio_image_annotation import image_annotator
-
-import kordiff
-from kordiff import editing
-from kordiff.assets import font_path
+from kordiff.assets import font_path, has_glyph
+from kordiff.capabilities import startup_capabilities
 from kordiff.config import add_dataclass_args, from_args
-from kordiff.loading import BASELINE, TINY
-from kordiff.pipeline import MAX_IMAGES, SCHEDULERS
-from kordiff.planner import M1_MODEL_ID, HeuristicPlanner, PlannerUnavailableError
-from kordiff.shared import loaded_pipeline, m1_for, pipeline_for
+from kordiff.hub import BASELINE, M1_REPO, TINY, ModelUnavailableError
+from kordiff.modes import MODES, PLANNERS, ModeError, check_planner, decide, mode_help
 
-try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated function runs
-    import spaces
 
-    gpu = spaces.GPU(duration=120)
-except ImportError:
-    def gpu(fn):
-        return fn
+def _lazy(name: str):
+    """Import `name` on first attribute use (stdlib LazyLoader): `python app.py --help` never loads gradio (~15 s)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+gr = _lazy("gradio")
+editing = _lazy("kordiff.editing")  # the CLIP tokenizer and PIL: only once a request needs them
 logger = logging.getLogger("kordiff.app")
-
-PLANNERS = ("m1", "heuristic")
-MODES = ("diffusion", "hybrid", "typeset")  # kordiff.covers: OCR-scored covers; typeset needs no weights
-MAX_STEPS, MAX_GUIDANCE, MAX_SEED = 150, 30.0, 2**31 - 1
+MAX_STEPS, MAX_GUIDANCE, MAX_SEED, MAX_IMAGES = 150, 30.0, 2**31 - 1, 8
+SCHEDULERS = ("ddpm", "ddim", "dpm++", "euler", "euler_a", "unipc")  # kordiff.pipeline.SCHEDULERS, torch-free
 EXAMPLES = [  # the seed report's benchmark titles: (title, author, description)
     ["마음의 바다", "김하늘", "a calm sea at dawn"], ["잃어버린 시간", "", "an old clock in the fog, watercolor"],
     ["바람이 머무는 곳", "", ""], ["작은 행복의 발견", "", "warm pastel illustration"],
     ["달빛 아래 춤을", "", "night sky, dancers"], ["끝없는 여정", "", ""], ["별빛의 속삭임", "", "starry sky"],
-    ["The Silent Forest", "J. Kelley", "misty forest"], ["Whispering Shadows", "T.F. Powys", ""],
-    ["The Forgotten Key", "", ""], ["Echoes of the Past", "", ""], ["Beyond the Horizon", "", "sunrise over the sea"],
+    ["The Silent Forest", "J. Kelley", "misty forest"], ["Beyond the Horizon", "", "sunrise over the sea"],
 ]
-TRACK_TQDM = gr.Progress(track_tqdm=True)  # gradio gives each request its own tracker modelled on this default
-
-
-BLANK = editing.blank_cover()
 FONT = font_path("sans")
-HANGUL_RANGE = "U+1100-11FF, U+3130-318F, U+AC00-D7A3"
 # The canvas draws labels in "Arial": lend it the shipped Hangul font so labels are readable without system fonts.
 CSS = "\n".join(f"@font-face {{ font-family: '{family}'; src: url('gradio_api/file={FONT}') format('truetype'); "
-                f"unicode-range: {HANGUL_RANGE}; }}" for family in ("KorDiff Hangul", "Arial")) + """
+                "unicode-range: U+1100-11FF, U+3130-318F, U+AC00-D7A3; }" for family in ("KorDiff Hangul", "Arial"))
+CSS += """
 .gradio-container { font-family: 'KorDiff Hangul', var(--font), 'NanumSquare', 'Noto Sans CJK KR', sans-serif; }
+#canvas button[aria-label^='Rotate'] { display: none; }  /* rotation is not part of a layout */
+#status { border-left: 4px solid var(--color-accent); padding-left: 8px; }
+@media (max-width: 640px) { #table th, #table td { padding: 2px !important; font-size: 13px; } }
 """
-LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)],
+LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)], "max_file_size": "2mb",
                  "head": f"<link rel='preload' href='gradio_api/file={FONT}' as='font' crossorigin>"}
+# The canvas starts in "create" mode when it has no boxes: every drag would draw a box. Start in move mode.
+DRAG_MODE_JS = """() => { const go = (n) => {
+  const b = document.querySelector("#canvas button[aria-label='Drag boxes']");
+  if (b) b.click(); else if (n > 0) setTimeout(() => go(n - 1), 200); }; go(50); }"""
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,13 @@ class AppConfig:
 
     model: str = field(default=BASELINE, metadata={
         "help": f"'{BASELINE}' (TD2 baseline), '{TINY}', a saved kordiff pipeline directory or Hub id"})
-    planner: str = field(default="m1", metadata={"help": "default layout planner", "choices": list(PLANNERS)})
-    m1_model: str = field(default=M1_MODEL_ID, metadata={"help": "Hub id or local directory of TD2's M1 planner"})
+    planner: str | None = field(default=None, metadata={
+        "help": "default layout planner (default: m1 with a GPU and its weights, else heuristic)",
+        "choices": list(PLANNERS)})
+    mode: str | None = field(default=None, metadata={
+        "help": f"default cover mode (default: hybrid with a GPU and weights, else typeset). {mode_help()}",
+        "choices": list(MODES)})
+    m1_model: str = field(default=M1_REPO, metadata={"help": "Hub id or local directory of TD2's M1 planner"})
     m1_quantization: str | None = field(default=None, metadata={
         "help": "load M1 in 8/4 bit (bitsandbytes) to leave GPU memory for the pipeline (fp16 M1: 13.5 GB)",
         "choices": ["8bit", "4bit"]})
@@ -77,246 +83,328 @@ class AppConfig:
         return cls(**values)
 
 
-@gpu
-def _plan_m1(title: str, description: str, keywords: list[str], model: str, quantization: str | None):
-    return m1_for(model, quantization).plan(title, description, keywords)
-
-
-@contextmanager
-def _failures_explained():
-    try:
-        yield
-    except Exception as e:  # out of memory, a broken checkpoint, ...: one message in the UI, the trace in the log
-        logger.exception("generation failed")
-        hint = " Try fewer images." if "out of memory" in str(e).lower() else ""
-        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-        raise gr.Error(f"Generation failed: {reason}.{hint}", print_exception=False) from None
-
-
-@gpu
-def _generate(model, title, description, layout, num_images, steps, guidance, scheduler, seed):
-    pipe = pipeline_for(model)
-    with _failures_explained():
-        return pipe(kordiff.book_caption(title, description), layout, num_images=num_images,
-                    num_inference_steps=steps, guidance_scale=guidance, seed=seed, scheduler=scheduler)
-
-
-@gpu
-def _covers(mode, model, title, description, layout, num_images, steps, guidance, scheduler, seed):
-    from kordiff.covers import CoverOptions, make_covers
-
-    pipe = None if mode == "typeset" else pipeline_for(model)
-    options = CoverOptions(num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler)
-    with _failures_explained():
-        return make_covers(mode, layout, title, description, n=num_images, seed=seed, pipeline=pipe, options=options)
-
-
 class CoverApp:
     """The UI's handlers; models are shared and loaded on first use, everything per-user lives in the UI."""
 
     def __init__(self, config: AppConfig):
-        self.config = config
+        self.caps = startup_capabilities(config.model)
+        self.config = replace(config, planner=config.planner or self.caps.default_planner,
+                              mode=config.mode or self.caps.default_mode)
+        self.status = self.caps.status or "Everything is on: GPU, diffusion weights and the M1 planner."
 
-    def tokenizer(self):
-        """The loaded pipeline's tokenizer, else the shipped CLIP BPE with Hangul (notices before loading)."""
-        pipe = loaded_pipeline(self.config.model)
-        return pipe.tokenizer if pipe is not None else editing.assets_tokenizer()
-
-    def plan(self, title: str, subtitle: str, author: str, description: str, planner: str):
+    def plan(self, title, subtitle, author, description, planner, mode="typeset"):
         """Title (+ subtitle, author) -> (canvas, table, planner output, notices, planned layout for Reset)."""
-        with _explained():
-            title, description = editing.check_text(title, description)
-            subtitle, author = editing.check_line("subtitle", subtitle), editing.check_line("author", author)
-        notices, result = [], None
+        from kordiff.planner import HeuristicPlanner, PlannerUnavailableError
+
+        try:
+            text = editing.read_text(title, subtitle, author, description)
+            check_planner(planner)
+            decision = decide(mode, 1)
+        except ValueError as e:
+            return gr.skip(), gr.skip(), gr.skip(), _notify([f"**Error:** {e}"]), gr.skip()
+        notices, result = list(text.notices), None
         if planner == "m1":
+            notices.append(self.caps.planner_notice("m1"))
             try:
-                keywords = [t for t in (title, subtitle, author) if t]
-                result = _plan_m1(title, description, keywords, self.config.m1_model, self.config.m1_quantization)
+                keywords = [t for t in (text.title, text.subtitle, text.author) if t]
+                result = _plan_m1(text.title, text.description, keywords, self.config.m1_model,
+                                  self.config.m1_quantization)
             except PlannerUnavailableError as e:
                 notices.append(f"M1 planner unavailable ({e}); used the heuristic planner.")
-        result = result or HeuristicPlanner(seed=0).plan(title, description, subtitle=subtitle, author=author)
-        layout = result.layout
-        notices += list(result.warnings) + editing.prompt_notices(self.tokenizer(), title, description, layout)
+        result = result or HeuristicPlanner(seed=0).plan(text.title, text.description, subtitle=text.subtitle,
+                                                         author=text.author)
+        notices += list(result.warnings) + self._mode_notices(decision, text, result.layout)
         raw = f"# planner: {result.source}\n{result.raw_text}"
-        return (_canvas(layout), editing.layout_to_rows(layout), raw, _notify(notices), layout.to_dict())
+        return (_canvas(result.layout), editing.layout_to_rows(result.layout), raw, _notify(notices),
+                result.layout.to_dict())
 
-    def edit_boxes(self, canvas: dict | None, table):
-        """Canvas edited -> table (left alone when it already holds the same layout, so half-typed rows survive)."""
-        if canvas is None:
-            return [], _notify(["The canvas was cleared: no text boxes. Plan again or add rows to the table."])
-        edit = editing.boxes_to_layout(canvas.get("boxes"))
-        if edit.layout == editing.rows_to_layout(table).layout:
-            return gr.skip(), _notify(edit.notices)
-        return editing.layout_to_rows(edit.layout), _notify(edit.notices)
+    def _mode_notices(self, decision, text, layout) -> list[str]:
+        """What the chosen mode loses: prompt cuts (diffusion, hybrid) or characters the cover font lacks."""
+        if decision.prompt_notices_apply:
+            from kordiff.shared import loaded_pipeline
+
+            pipe = loaded_pipeline(self.config.model)
+            tokenizer = pipe.tokenizer if pipe is not None else editing.assets_tokenizer()
+            return editing.prompt_notices(tokenizer, text.title, text.description, layout)
+        return editing.dropped_characters(layout, lambda c: has_glyph("sans", c))
+
+    def edit_boxes(self, canvas, table, seen=None):
+        """Canvas edited -> (table, canvas, notices, seen): new boxes moved after the title, the table redrawn."""
+        boxes = canvas.get("boxes") if isinstance(canvas, dict) else None
+        if not isinstance(boxes, list):
+            return [], gr.skip(), _notify(["The canvas is empty: plan again or add rows to the table."]), None
+        previous = editing.rows_to_layout(table).layout
+        pending = editing.pending_new_box(boxes, previous)
+        signature = repr(boxes[:1]) if pending else None
+        # A new box's text is asked for in a dialog: say it has none only when the dialog closed without one.
+        edit = editing.boxes_to_layout(boxes, pending_ok=pending and signature != seen)
+        layout, canvas_out = edit.layout, gr.skip()
+        if not pending and editing.new_box_first(boxes, previous):
+            layout = editing.append_new_box(layout)
+            canvas_out = _canvas(layout)
+        elif edit.notices and not pending:
+            canvas_out = _canvas(layout)  # show the clipped boxes, drop the dropped ones
+        if layout == previous and not edit.notices:
+            return gr.skip(), canvas_out, gr.skip(), signature  # a no-op (e.g. Plan redrew the canvas)
+        return editing.layout_to_rows(layout), canvas_out, _notify(edit.notices), signature
 
     def edit_table(self, table):
-        """Table edited -> canvas."""
+        """Table edited -> (canvas, table redrawn when it showed anything but the layout, notices)."""
         edit = editing.rows_to_layout(table)
-        return _canvas(edit.layout), _notify(edit.notices)
+        rows = editing.layout_to_rows(edit.layout) if editing.table_needs_redraw(table, edit.layout) else gr.skip()
+        return _canvas(edit.layout), rows, _notify(edit.notices)
 
     def reset(self, planned: dict | None):
         """Back to the last planned layout."""
-        layout = kordiff.Layout.from_dict(planned) if planned else kordiff.Layout()
+        from kordiff.layout import Layout
+
+        layout = Layout.from_dict(planned) if planned else Layout()
         notices = [] if planned else ["Nothing planned yet: type a title and click 'Plan layout'."]
         return _canvas(layout), editing.layout_to_rows(layout), _notify(notices)
 
     def generate(self, title, description, table, num_images, steps, guidance, scheduler, seed, randomise,
-                 mode="diffusion", progress=TRACK_TQDM):
-        """Title + table of boxes -> (gallery of (image, caption with seed), layout preview, prompt, notices, seed)."""
-        with _explained():
-            title, description = editing.check_text(title, description)
+                 mode="typeset"):
+        """Title + table -> yields (gallery, layout preview, prompt, notices, seed, details, status), image by image."""
+        try:
+            text = editing.read_text(title, "", "", description)
             num_images = editing.check_number("Number of images", num_images, 1, MAX_IMAGES, integer=True)
             steps = editing.check_number("Steps", steps, 1, MAX_STEPS, integer=True)
             guidance = editing.check_number("Guidance scale", guidance, 0.0, MAX_GUIDANCE)
             if scheduler not in SCHEDULERS:
-                raise ValueError(f"Unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}.")
-            if mode not in MODES:
-                raise ValueError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+                raise ValueError(f"Unknown scheduler {str(scheduler)[:40]!r}; choose one of {', '.join(SCHEDULERS)}.")
+            editing.check_table(table)
+            edit = editing.rows_to_layout(table)  # bounded: at most MAX_BOXES boxes of MAX_ROW_CHARS characters
+            decision = decide(mode if isinstance(mode, str) else repr(mode)[:40], len(edit.layout))
+            editing.check_budget(num_images, steps, decision.mode, self.caps.gpu)
             seed = random.randint(0, MAX_SEED) if randomise else editing.check_number("Seed", seed, 0, MAX_SEED, True)
-        edit = editing.rows_to_layout(table)
-        notices = list(edit.notices)
-        if mode == "typeset" and not len(edit.layout):
-            raise gr.Error("The 'typeset' mode sets the text of the boxes: plan a layout or add a row to the table.",
-                           print_exception=False)
-        if mode == "hybrid" and not len(edit.layout):
-            notices.append("The 'hybrid' mode needs text boxes; generated with 'diffusion' instead.")
-            mode = "diffusion"
-        tokenizer = editing.assets_tokenizer()
-        if mode != "typeset":
-            progress(0, desc="Loading the model (first request only)")
-            try:
-                tokenizer = pipeline_for(self.config.model).tokenizer
-            except kordiff.ModelUnavailableError as e:
-                hint = " The 'typeset' mode works without weights."
-                raise gr.Error(f"{e} Planning and editing still work without it.{hint}", title="Model unavailable",
-                               print_exception=False) from None
-        notices += editing.prompt_notices(tokenizer, title, description, edit.layout)
-        args = (self.config.model, title, description, edit.layout, num_images, steps, guidance, scheduler, seed)
-        if mode == "diffusion" and not len(edit.layout):  # nothing for OCR to score
-            out = _generate(*args)
-            gallery = [(img, f"seed {s}") for img, s in zip(out.images, out.seeds)]
-        else:  # kordiff.covers: OCR-scored covers, and the typeset/hybrid modes
-            gallery = [(c.image, _cover_caption(c)) for c in _covers(mode, *args)]
-        enc = kordiff.encode_prompt_report(tokenizer, kordiff.book_caption(title, description), edit.layout,
-                                           fit_layout=True)
-        preview = kordiff.render_layout(edit.layout, size=editing.CANVAS_SIZE)
-        return gallery, preview, kordiff.decode_prompt(tokenizer, enc.ids), _notify(notices), seed
+        except (ValueError, ModeError) as e:
+            yield _failed(f"**Error:** {e}")
+            return
+        notices = [*text.notices, *edit.notices, *decision.notices]
+        try:
+            notices += self._mode_notices(decision, text, edit.layout)
+            args = (self.config.model, text.title, text.description, edit.layout, steps, guidance, scheduler)
+            yield from _covers(decision, args, seed, num_images, _notify(notices))
+        except ModelUnavailableError as e:
+            logger.warning("model unavailable: %s", str(e).splitlines()[0])
+            status = f"**The diffusion model could not be loaded:** {e} The 'typeset' mode works without weights."
+            yield _failed(f"**Error:** {e}", status=status, offer_typeset=True)
 
 
-@contextmanager
-def _explained():
-    """Invalid input (ValueError with a user-facing message) -> one gr.Error for the UI and API clients."""
-    try:
-        yield
-    except ValueError as e:
-        raise gr.Error(str(e), print_exception=False) from None
+def _covers(decision, args, seed: int, n: int, notices: str):
+    """Generate image by image, yielding the gallery so far: a closed page stops the job at the next image."""
+    import kordiff
+
+    model, title, description, layout = args[:4]
+    gallery, covers, prompt = [], [], gr.skip()
+    preview = kordiff.render_layout(layout, size=editing.CANVAS_SIZE)
+    for i, s in enumerate(range(seed, seed + n)):
+        if decision.raw_pipeline:  # diffusion without boxes: nothing for OCR to score
+            gallery.append((_diffuse(*args, s).images[0], f"seed {s} · {decision.mode}"))
+        else:
+            covers += _make_cover(decision.mode, *args, s)
+            gallery = [(c.image, editing.cover_caption(c.seed, c.mode, c.score, c.notes))
+                       for c in kordiff.rank_covers(covers)]
+        if i == n - 1:  # the last yield is the API's answer: it carries every output
+            tokenizer = editing.assets_tokenizer()
+            if decision.needs_pipeline:
+                from kordiff.shared import pipeline_for
+
+                tokenizer = pipeline_for(model).tokenizer
+            caption = kordiff.book_caption(title, description)
+            enc = kordiff.encode_prompt_report(tokenizer, caption, layout, fit_layout=True)
+            prompt = kordiff.decode_prompt(tokenizer, enc.ids)
+        details = "\n".join(f"- {caption}" for _, caption in gallery)
+        yield gallery, preview, prompt, notices, seed, details, gr.skip(), gr.skip()
 
 
-def _cover_caption(cover) -> str:
-    score = cover.score
-    if score is None:
-        return f"seed {cover.seed} · {cover.mode}"
-    return f"seed {cover.seed} · {cover.mode} · OCR read {score.hypothesis.strip()!r}, similarity {score.ned:.2f}"
+try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated function runs
+    import spaces
+
+    gpu = spaces.GPU(duration=120)
+except ImportError:
+    def gpu(fn):
+        return fn
 
 
-def _canvas(layout: kordiff.Layout) -> dict:
-    return {"image": BLANK, "boxes": editing.layout_to_boxes(layout)}
+@gpu
+def _diffuse(model, title, description, layout, steps, guidance, scheduler, seed):
+    import kordiff
+    from kordiff.shared import pipeline_for
+
+    return pipeline_for(model)(kordiff.book_caption(title, description), layout, num_images=1,
+                               num_inference_steps=steps, guidance_scale=guidance, seed=seed, scheduler=scheduler)
+
+
+@gpu
+def _make_cover(mode, model, title, description, layout, steps, guidance, scheduler, seed):
+    from kordiff.covers import CoverOptions, make_covers
+    from kordiff.shared import pipeline_for
+
+    pipe = None if mode == "typeset" else pipeline_for(model)
+    options = CoverOptions(num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler)
+    return make_covers(mode, layout, title, description, n=1, seed=seed, pipeline=pipe, options=options)
+
+
+def _failed(message: str, status=None, offer_typeset=False):
+    out = (gr.skip(), gr.skip(), gr.skip(), _notify([message]), gr.skip(), gr.skip(), status or gr.skip())
+    return out + (gr.update(visible=True),) if offer_typeset else out + (gr.skip(),)
+
+
+def _canvas(layout) -> dict:
+    return {"image": editing.blank_cover(), "boxes": editing.layout_to_boxes(layout)}
 
 
 def _notify(notices) -> str:
-    """Notices as a toast each (in the UI) and a markdown list (in the UI and for API clients)."""
+    """Notices, each once, as a toast (in the UI) and a markdown list that stays until the next action."""
+    notices = editing.dedupe(notices)
     for n in notices:
-        gr.Warning(n)
+        gr.Warning(n.replace("**", ""))
     return "\n".join(f"- {n}" for n in notices)
+
+
+def _plan_m1(title, description, keywords, model, quantization):
+    from kordiff.shared import m1_for
+
+    return m1_for(model, quantization).plan(title, description, keywords)
+
+
+def _annotator(**kwargs):
+    """The canvas, reading only the boxes of its payload: no image decoding, no crash on malformed boxes."""
+    from gradio_image_annotation import image_annotator
+
+    canvas = image_annotator(**kwargs)
+
+    def boxes_only(payload):  # an instance wrapper: a subclass would lose the component's frontend files
+        if payload is None:
+            return None
+        boxes = payload.boxes if isinstance(payload.boxes, list) else []
+        return {"image": None, "boxes": boxes[: editing.MAX_CELLS + 1], "orientation": 0}
+
+    canvas.preprocess = boxes_only
+    return canvas
 
 
 def build_demo(config: AppConfig) -> gr.Blocks:
     """The Blocks app for a config; nothing is loaded until a request needs it."""
     app = CoverApp(config)
-    with gr.Blocks(title="kordiff: Korean book covers") as demo:
+    cfg = app.config
+    with gr.Blocks(title="kordiff: Korean book covers", delete_cache=(3600, 3600)) as demo:
         demo.cover_app = app  # for tests and debugging: the handlers behind this demo
         gr.Markdown("# kordiff: 한국어 책 표지\nType a title, plan the text boxes, edit them on the cover, generate.")
-        planned = gr.State(None)  # per session: the last plan, for "Reset to planned layout"
+        status = gr.Markdown(app.status, elem_id="status")  # what works here; stays on the page
+        planned, seen = gr.State(None), gr.State(None)  # per session: the last plan (Reset), a pending new box
         with gr.Row():
-            with gr.Column(scale=1):
-                title = gr.Textbox(label="Title (제목)", max_length=editing.MAX_TITLE_CHARS, elem_id="title")
+            with gr.Column(scale=1, min_width=320):
+                title = gr.Textbox(label="Title (제목)", elem_id="title")
                 with gr.Row():
-                    subtitle = gr.Textbox(label="Subtitle (optional)", max_length=editing.MAX_TITLE_CHARS)
-                    author = gr.Textbox(label="Author (optional)", max_length=editing.MAX_TITLE_CHARS,
-                                        elem_id="author")
-                description = gr.Textbox(label="Cover description (optional)", lines=2,
-                                         max_length=editing.MAX_DESCRIPTION_CHARS)
-                planner = gr.Radio(list(PLANNERS), value=config.planner, label="Layout planner")
+                    subtitle = gr.Textbox(label="Subtitle (optional)", min_width=120)
+                    author = gr.Textbox(label="Author (optional)", elem_id="author", min_width=120)
+                description = gr.Textbox(label="Cover description (optional)", lines=1)
+                planner = gr.Radio(list(PLANNERS), value=cfg.planner, label="Layout planner")
                 plan_btn = gr.Button("Plan layout", variant="primary", elem_id="plan")
-                gr.Examples(EXAMPLES, [title, author, description], cache_examples=False,
-                            examples_per_page=len(EXAMPLES), label="Titles from the seed report")
-                with gr.Accordion("Planner output and warnings", open=False):
+                with gr.Accordion("Example titles", open=False):
+                    gr.Examples(EXAMPLES, [title, author, description], cache_examples=False,
+                                examples_per_page=len(EXAMPLES), label="Titles from the seed report")
+                with gr.Accordion("Planner output", open=False):
                     raw = gr.Code(label="Raw planner output", language=None, elem_id="raw")
-            with gr.Column(scale=1):
-                canvas = image_annotator(_canvas(kordiff.Layout()), label="Text boxes (drag, resize, C: new box, "
-                                         "double-click: edit text, Del: delete)", sources=[], show_clear_button=False,
-                                         show_download_button=False, box_min_size=4, boxes_alpha=0.2, elem_id="canvas")
+            with gr.Column(scale=1, min_width=320):
+                canvas = _annotator(value=_canvas(editing.Layout()), label="Text boxes (drag to move, C: new box, "
+                                    "double-click: edit text, bin or Del: delete)", sources=[], elem_id="canvas",
+                                    show_clear_button=False, show_download_button=False, show_remove_button=True,
+                                    box_min_size=4, boxes_alpha=0.2)
                 table = gr.Dataframe(headers=list(editing.TABLE_COLUMNS), datatype=["str"] + ["number"] * 4,
-                                     type="array", column_count=5, interactive=True, label="Boxes on the 128 grid",
-                                     elem_id="table")
+                                     type="array", column_count=5, interactive=True, elem_id="table",
+                                     label=f"Boxes on the 128 grid (at most {editing.MAX_BOXES})",
+                                     column_widths=["44%", "14%", "14%", "14%", "14%"])
                 reset_btn = gr.Button("Reset to planned layout")
-        notices = gr.Markdown(elem_id="notices")  # what was clipped, cut or left out, for the last action
+        notices = gr.Markdown(elem_id="notices")  # the last action's notices, until the next action
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=320):
+                mode = gr.Radio(list(MODES), value=cfg.mode, label="Mode", info=mode_help(), elem_id="mode")
                 num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Number of images", elem_id="num_images")
-                steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps", elem_id="steps")
+                steps = gr.Slider(1, MAX_STEPS if app.caps.gpu else 50, value=20, step=1, label="Steps",
+                                  elem_id="steps")
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance scale")
                 scheduler = gr.Dropdown(list(SCHEDULERS), value="ddpm", label="Scheduler")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
                     randomise = gr.Checkbox(True, label="Randomise seed", elem_id="randomise")
-                mode = gr.Radio(list(MODES), value="diffusion", label="Mode (typeset: exact title, no weights)")
-                gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column(scale=2):
-                gallery = gr.Gallery(label="Covers", columns=4, fit_columns=False, height=420, object_fit="contain",
+                typeset_btn = gr.Button("Generate", variant="primary", elem_id="generate-typeset",
+                                        elem_classes="generate", visible=cfg.mode == "typeset")
+                gen_btn = gr.Button("Generate", variant="primary", elem_id="generate", elem_classes="generate",
+                                    visible=cfg.mode != "typeset")
+                switch_btn = gr.Button("Switch to typeset mode (no weights needed) and generate", visible=False)
+            with gr.Column(scale=2, min_width=320):
+                gallery = gr.Gallery(label="Covers", columns=4, fit_columns=False, height=460, object_fit="contain",
                                      format="png", buttons=["download"], elem_id="gallery")
+                details = gr.Markdown(elem_id="details")  # full captions: seed, mode, what OCR read
                 with gr.Accordion("Intermediate results", open=False, elem_id="intermediate"):
                     preview = gr.Image(label="Layout", type="pil", format="png", height=320)
                     prompt = gr.Textbox(label="Conditioning prompt (decoded)", lines=3, elem_id="prompt")
 
-        plan_in, plan_out = [title, subtitle, author, description, planner], [canvas, table, raw, notices, planned]
-        plan_btn.click(app.plan, plan_in, plan_out, api_name="plan", concurrency_limit=config.concurrency,
-                       concurrency_id="plan")
+        demo.load(None, js=DRAG_MODE_JS)
+        plan_in = [title, subtitle, author, description, planner, mode]
+        plan_out = [canvas, table, raw, notices, planned]
+        plan_btn.click(app.plan, plan_in, plan_out, api_name="plan", concurrency_id="plan",
+                       concurrency_limit=cfg.concurrency)
         title.submit(app.plan, plan_in, plan_out, api_visibility="private", concurrency_id="plan")
-        canvas.change(app.edit_boxes, [canvas, table], [table, notices], api_name="edit_boxes",
-                      trigger_mode="always_last", show_progress="hidden")
-        table.input(app.edit_table, [table], [canvas, notices], api_name="edit_table", trigger_mode="always_last",
-                    show_progress="hidden")
+        canvas.change(app.edit_boxes, [canvas, table, seen], [table, canvas, notices, seen], api_name="edit_boxes",
+                      trigger_mode="always_last", show_progress="hidden", concurrency_limit=None)
+        table.input(app.edit_table, [table], [canvas, table, notices], api_name="edit_table",
+                    trigger_mode="always_last", show_progress="hidden", concurrency_limit=None)
         reset_btn.click(app.reset, [planned], [canvas, table, notices], api_name="reset")
-        gen_btn.click(app.generate, [title, description, table, num_images, steps, guidance, scheduler, seed,
-                                     randomise, mode], [gallery, preview, prompt, notices, seed], api_name="generate",
-                      concurrency_limit=config.concurrency, concurrency_id="gpu")
+        gen_in = [title, description, table, num_images, steps, guidance, scheduler, seed, randomise, mode]
+        gen_out = [gallery, preview, prompt, notices, seed, details, status, switch_btn]
+        # Typeset covers take ~0.1 s: their own queue, never behind a diffusion job.
+        typeset_btn.click(app.generate, gen_in, gen_out, api_name="generate_typeset", concurrency_id="typeset",
+                          concurrency_limit=4, trigger_mode="once")
+        gen_btn.click(app.generate, gen_in, gen_out, api_name="generate", concurrency_id="gpu",
+                      concurrency_limit=cfg.concurrency, trigger_mode="once")
+        mode.change(lambda m: (gr.update(visible=m == "typeset"), gr.update(visible=m != "typeset")), [mode],
+                    [typeset_btn, gen_btn], api_visibility="private", queue=False)
+        switch_btn.click(lambda: ("typeset", gr.update(visible=False)), None, [mode, switch_btn],
+                         api_visibility="private", queue=False).then(
+            app.generate, gen_in, gen_out, api_visibility="private", concurrency_id="typeset")
+        gallery.select(_selected, None, details, api_visibility="private", queue=False)
     return demo
 
 
-demo = build_demo(AppConfig.from_env())
+def _selected(evt: gr.SelectData) -> str:
+    return f"**Selected:** {(evt.value or {}).get('caption') or ''}"
 
 
 def main(argv: list[str] | None = None) -> None:
     p = add_dataclass_args(argparse.ArgumentParser(description=__doc__), AppConfig)
     p.set_defaults(**asdict(AppConfig.from_env()))
     p.add_argument("--tiny", action="store_true", help=f"same as --model {TINY} (UI development, smoke tests)")
-    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    p.add_argument("--share", action="store_true")
-    args = p.parse_args(argv)
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to serve on")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port")
+    p.add_argument("--share", action="store_true", help="a temporary public gradio.live link")
+    args = p.parse_args(argv)  # before gradio is imported: --help answers at once
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = replace(from_args(AppConfig, args), model=TINY if args.tiny else args.model,
                      concurrency=max(1, args.concurrency))
     if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU forks per call: load in the main process or reload every call
+        from kordiff.planner import PlannerUnavailableError
+        from kordiff.shared import m1_for, pipeline_for
+
         try:
             pipeline_for(config.model)
             if config.planner == "m1":
                 m1_for(config.m1_model, config.m1_quantization).load()
-        except (kordiff.ModelUnavailableError, PlannerUnavailableError) as e:
-            logger.error("%s", e)
-    app = build_demo(config)
-    app.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_KWARGS)
+        except (ModelUnavailableError, PlannerUnavailableError) as e:
+            logger.error("%s", str(e).splitlines()[0])
+    demo = build_demo(config)
+    demo.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_KWARGS)
+
+
+def __getattr__(name: str):
+    """`app.demo` (for `gradio app.py` and Spaces), built on first use so importing app.py stays fast."""
+    if name == "demo":
+        globals()["demo"] = build_demo(AppConfig.from_env())
+        return globals()["demo"]
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":

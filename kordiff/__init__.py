@@ -5,7 +5,18 @@ The diffusion side (torch, diffusers) is imported on first use, so planning, lay
 
 import importlib
 
-from .layout import GRID, Box, Layout, LayoutError, render_layout, to_grid, to_pixel
+from .layout import (
+    COVER_SIZES,
+    DEFAULT_SHAPE,
+    GRID,
+    Box,
+    Layout,
+    LayoutError,
+    cover_size,
+    render_layout,
+    to_grid,
+    to_pixel,
+)
 from .planner import (
     HeuristicPlanner,
     M1Planner,
@@ -33,6 +44,7 @@ from .tokens import (
 
 __all__ = [
     "GRID", "Box", "Layout", "LayoutError", "render_layout", "to_grid", "to_pixel",
+    "COVER_SIZES", "DEFAULT_SHAPE", "cover_size",
     "ModelUnavailableError", "from_textdiffuser2", "load_pipeline", "resolve_device_dtype",
     "SCHEDULERS", "KorDiffOutput", "KorDiffPipeline",
     "SCHEMES", "PromptEncoding", "book_caption", "clip_tokenizer_from_assets", "decode_prompt", "detect_scheme",

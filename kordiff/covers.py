@@ -9,10 +9,10 @@ from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
-from .layout import Layout
+from .layout import COVER_SIZES, DEFAULT_SHAPE, Layout, cover_size
 from .modes import MODES
 from .ocr import ImageScore, score_image
-from .typeset import TypesetStyle, procedural_background, theme_palette, typeset_layout
+from .typeset import TypesetStyle, cover_style, image_palette, procedural_background, typeset_layout
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,10 @@ Scorer = Callable[[Image.Image, Layout], ImageScore]
 class CoverOptions:
     """Knobs shared by the modes; defaults are what the benchmark uses."""
 
-    font: str = "sans"  # typeset font style (see kordiff.assets.FONTS)
-    size: int = 512  # typeset-mode side in pixels (diffusion modes use the pipeline's own size)
+    font: str = "auto"  # title font style (kordiff.assets.FONTS) or "auto": chosen by the description's mood
+    body_font: str = "auto"  # subtitle/author font style, or "auto"
+    shape: str = DEFAULT_SHAPE  # cover shape (kordiff.layout.COVER_SIZES): portrait (2:3, books) or square (TD2-native)
+    width: int = 512  # typeset-mode width in pixels; the height follows the shape (diffusion: the pipeline's width)
     num_inference_steps: int = 20
     guidance_scale: float = 7.5
     scheduler: str | None = None
@@ -34,6 +36,15 @@ class CoverOptions:
     harmonise_strength: float = 0.25
     harmonise_max_ned_drop: float = 0.05  # hybrid keeps the harmonised image only if OCR loses no more than this
     score: bool = True  # OCR-score every candidate (needed for best-of-N ranking)
+
+    def __post_init__(self) -> None:
+        if self.shape not in COVER_SIZES:
+            raise ValueError(f"unknown cover shape {self.shape!r}; choose one of {sorted(COVER_SIZES)}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of a typeset cover."""
+        return cover_size(self.shape, self.width)
 
 
 @dataclass(frozen=True)
@@ -65,21 +76,29 @@ def _diffuse(pipeline, caption: str, layout: Layout, seeds: list[int], options: 
         chunk = seeds[i : i + PIPELINE_BATCH]
         kwargs = dict(num_images=len(chunk), num_inference_steps=options.num_inference_steps,
                       guidance_scale=options.guidance_scale, seed=chunk, scheduler=options.scheduler)
+        native = getattr(pipeline, "image_size", None)
+        if native and options.shape != "square":  # the pipeline's native width, the cover's shape (512 -> 512x768)
+            w, h = cover_size(options.shape, native)
+            m = getattr(pipeline, "size_multiple", 8)
+            kwargs.update(width=w, height=max(m, h - h % m))
         if image is not None:
             kwargs.update(image=image, strength=strength)
         images.extend(pipeline(caption, layout, **kwargs).images)
     return images
 
 
-def _typeset_style(description: str, options: CoverOptions) -> TypesetStyle:
-    return TypesetStyle(font=options.font, palette=theme_palette(description))
+def _typeset_style(description: str, options: CoverOptions, art: Image.Image | None = None) -> TypesetStyle:
+    """Fonts by role (mood or the user's); colours from the theme, or picked from the diffusion art (hybrid)."""
+    palette = image_palette(art) if art is not None else None
+    return cover_style(description, options.font, options.body_font, palette)
 
 
 def _hybrid(pipeline, caption: str, layout: Layout, base: Image.Image, seed: int, description: str,
             options: CoverOptions, scorer: Scorer | None) -> Cover:
-    """Exact title over a diffusion image; harmonised only when OCR says the title survived."""
+    """Exact title over a diffusion image (the typeset mode's typography; a solid panel where the art is busy);
+    harmonised only when OCR says the title survived."""
     typeset = base.convert("RGB").copy()
-    typeset_layout(typeset, layout, _typeset_style(description, options))
+    typeset_layout(typeset, layout, _typeset_style(description, options, typeset))
     plain_score = scorer(typeset, layout) if scorer else None
     if not options.harmonise:
         return Cover(typeset, seed, "hybrid", plain_score)

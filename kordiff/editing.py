@@ -7,19 +7,26 @@ conversion here returns the layout it could build plus one notice per thing it c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
-from .layout import _PREVIEW_COLOURS, GRID, Box, Layout, LayoutError
+from .layout import _PREVIEW_COLOURS, DEFAULT_SHAPE, GRID, Box, Layout, LayoutError, Size, cover_size, image_wh
 from .tokens import MAX_LENGTH, book_caption, clip_tokenizer_from_assets, encode_prompt_report, extend_tokenizer
 
-CANVAS_SIZE = 512  # the canvas is square and 4 px per grid cell, so pixel <-> grid is exact
+# The ONE place the canvas shape is chosen: the default cover (portrait 512x768: 4 x 6 px per grid cell, so
+# pixel <-> grid is exact on both axes). Square covers: cover_size("square").
+CANVAS_SIZE: tuple[int, int] = cover_size(DEFAULT_SHAPE)
 TABLE_COLUMNS = ("text", "l", "t", "r", "b")
 MAX_TITLE_CHARS = 200  # far past the 77-token prompt; only stops pasted essays from reaching the planner
 MAX_DESCRIPTION_CHARS = 1000
+MAX_ROW_CHARS = MAX_TITLE_CHARS  # a box's text, like the title
+MAX_BOXES = 16  # a cover has a handful of text boxes; more only slow typesetting and OCR down
+GPU_STEP_BUDGET, CPU_STEP_BUDGET = 8 * 50, 2 * 20  # images x denoising steps per request
+MAX_CELLS = 10_000  # table/canvas entries looked at at all (a 3,000-row paste is refused, not parsed)
 
 
 @dataclass(frozen=True)
@@ -30,14 +37,15 @@ class EditResult:
     notices: tuple[str, ...] = ()
 
 
-def blank_cover(size: int = CANVAS_SIZE) -> Image.Image:
-    """A paper-coloured cover with a faint 16-cell grid, so the cover's edges show on the canvas."""
-    img = Image.new("RGB", (size, size), "#f3efe6")
+def blank_cover(size: Size = CANVAS_SIZE) -> Image.Image:
+    """A paper-coloured cover with a faint 8x8 grid, so the cover's edges show on the canvas."""
+    w, h = image_wh(size)
+    img = Image.new("RGB", (w, h), "#f3efe6")
     draw = ImageDraw.Draw(img)
-    for x in range(0, size + 1, size // 8):
-        draw.line([(x, 0), (x, size)], fill="#e2dccd")
-        draw.line([(0, x), (size, x)], fill="#e2dccd")
-    draw.rectangle([0, 0, size - 1, size - 1], outline="#b9b09a", width=2)
+    for i in range(9):
+        draw.line([(i * w // 8, 0), (i * w // 8, h)], fill="#e2dccd")
+        draw.line([(0, i * h // 8), (w, i * h // 8)], fill="#e2dccd")
+    draw.rectangle([0, 0, w - 1, h - 1], outline="#b9b09a", width=2)
     return img
 
 
@@ -48,7 +56,7 @@ def box_colour(index: int) -> str:
     return f"rgb({r}, {g}, {b})"
 
 
-def layout_to_boxes(layout: Layout, size: int = CANVAS_SIZE) -> list[dict]:
+def layout_to_boxes(layout: Layout, size: Size = CANVAS_SIZE) -> list[dict]:
     """Annotation-canvas boxes (pixels on a `size` canvas) labelled with their text."""
     out = []
     for i, box in enumerate(layout):
@@ -64,34 +72,101 @@ def _name(i: int, text: str) -> str:
 def _number(value) -> float | None:
     if isinstance(value, bool):
         return None
+    if isinstance(value, str) and len(value) > 64:  # no number is that long; float() of a huge string is slow
+        return None
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1.8e308
         return None
     return x if math.isfinite(x) else None
 
 
-def boxes_to_layout(boxes: Iterable[dict] | None, size: int = CANVAS_SIZE) -> EditResult:
-    """Canvas boxes -> Layout: coordinates clipped to the canvas, boxes without text or area left out."""
+def clean_text(text, limit: int) -> tuple[str, list[str]]:
+    """`text` as one line without lone surrogates or control characters, cut to `limit` characters; what changed."""
+    raw = text if isinstance(text, str) else ("" if text is None else str(text))
+    notes = []
+    scan = raw[: 4 * limit + 1000]  # never scan a pasted megabyte: only the start can be kept anyway
+    cleaned = "".join(c for c in scan if c in "\t\n" or not (0xD800 <= ord(c) <= 0xDFFF
+                                                           or unicodedata.category(c) == "Cc"))
+    if len(cleaned) != len(scan):
+        notes.append("invalid characters (lone surrogates, control codes) were removed")
+    cleaned = cleaned.strip()
+    if len(raw) > len(scan) or len(cleaned) > limit:
+        notes.append(f"it was {len(raw):,} characters long: trimmed to the first {limit}")
+        cleaned = cleaned[:limit].rstrip()
+    return cleaned, notes
+
+
+def _coord(d: dict, key: str) -> float | None:
+    x = _number(d.get(key))
+    scale = _number(d.get("scaleFactor", 1))  # the canvas's own payload may carry its display scale
+    if x is None or scale is None or scale <= 0:
+        return None
+    return min(max(x / scale, -1e6), 1e6)  # far off the canvas is as good as at its edge (and no inf // size)
+
+
+def boxes_to_layout(boxes: Iterable[dict] | None, size: Size = CANVAS_SIZE, pending_ok: bool = False) -> EditResult:
+    """Canvas boxes -> Layout: coordinates clipped to the canvas, boxes without text or area left out.
+
+    With `pending_ok`, a text-less FIRST box (the canvas puts a new box first and asks for its text in a dialog)
+    is left out silently: its notice would appear while the dialog is still open."""
+    w, h = image_wh(size)
     kept: list[Box] = []
     notices: list[str] = []
-    for i, d in enumerate(boxes or []):
+    trimmed: list[int] = []
+    boxes = boxes if isinstance(boxes, list | tuple) else []
+    if len(boxes) > MAX_CELLS:
+        return EditResult(Layout(), (f"The canvas sent {len(boxes):,} boxes; at most {MAX_BOXES} are used.",))
+    for i, d in enumerate(boxes):
         d = d if isinstance(d, dict) else {}
-        text = str(d.get("label") or "").strip()
-        coords = [_number(d.get(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+        text, notes = clean_text(d.get("label"), MAX_ROW_CHARS)
+        notices += [f"{_name(i, text[:20])}: {n}." for n in notes if "invalid" in n]
+        trimmed += [i + 1] if len(notes) > sum("invalid" in n for n in notes) else []
+        coords = [_coord(d, k) for k in ("xmin", "ymin", "xmax", "ymax")]
         if any(c is None for c in coords):
             notices.append(f"{_name(i, text)} has no usable coordinates: left out.")
             continue
         if not text:
-            notices.append(f"{_name(i, text)} has no text (double-click it on the canvas to type one): left out.")
+            if not (pending_ok and i == 0):
+                notices.append(f"{_name(i, text)} has no text (double-click it on the canvas to type one): left out.")
             continue
-        if any(c < 0 or c > size for c in coords):
+        if len(kept) == MAX_BOXES:
+            notices.append(f"Only {MAX_BOXES} text boxes fit on a cover: {_name(i, text[:20])} and the "
+                           f"{len(boxes) - i - 1} after it left out.")
+            break
+        if coords[0] < 0 or coords[1] < 0 or coords[2] > w or coords[3] > h or coords[0] > w or coords[1] > h:
             notices.append(f"{_name(i, text)} reached past the edge of the cover: clipped to it.")
         try:
-            kept.append(Box.from_pixels(text, *coords, size=size))
+            kept.append(Box.from_pixels(text, *coords, size=(w, h)))
         except LayoutError:
             notices.append(f"{_name(i, text)} has zero width or height: left out.")
-    return EditResult(Layout.of(kept), tuple(notices))
+    return EditResult(Layout.of(kept), tuple(_trim_notice("box", trimmed) + notices))
+
+
+def _trim_notice(what: str, numbers: list[int]) -> list[str]:
+    if not numbers:
+        return []
+    listed = ", ".join(map(str, numbers[:8])) + (", ..." if len(numbers) > 8 else "")
+    return [f"The text of {what} {listed} was longer than {MAX_ROW_CHARS} characters: trimmed to {MAX_ROW_CHARS}."]
+
+
+def pending_new_box(boxes, previous: Layout) -> bool:
+    """Whether the canvas holds one box more than `previous`, first and without text: a new box whose text the
+    canvas is still asking for in its dialog."""
+    first = boxes[0] if isinstance(boxes, list) and boxes else None
+    return (len(boxes) == len(previous) + 1 and isinstance(first, dict)
+            and not clean_text(first.get("label"), MAX_ROW_CHARS)[0])
+
+
+def new_box_first(boxes, previous: Layout) -> bool:
+    """Whether the canvas just added a box: the canvas prepends new boxes, the rest are `previous` unchanged."""
+    edit = boxes_to_layout(boxes)
+    return len(edit.layout) == len(previous) + 1 and edit.layout.boxes[1:] == previous.boxes
+
+
+def append_new_box(layout: Layout) -> Layout:
+    """The layout with its first box (the canvas's new one) moved to the end, after the title."""
+    return Layout.of([*layout.boxes[1:], layout.boxes[0]])
 
 
 def layout_to_rows(layout: Layout) -> list[list]:
@@ -103,55 +178,104 @@ def _rows(table) -> list:
     if table is None:
         return []
     if isinstance(table, dict):  # gradio's wire format {"headers": [...], "data": [...]}
-        return list(table.get("data") or [])
-    if hasattr(table, "values") and hasattr(table, "columns"):  # a pandas DataFrame
-        return table.values.tolist()
-    return list(table)
+        table = table.get("data") or []
+    elif hasattr(table, "values") and hasattr(table, "columns"):  # a pandas DataFrame
+        table = table.values.tolist()
+    return table if isinstance(table, list | tuple) else []
+
+
+def _blank(cells) -> bool:
+    return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
 
 
 def rows_to_layout(table) -> EditResult:
-    """Table rows -> Layout: numbers rounded and clipped to 0..128, empty rows skipped, bad rows left out."""
+    """Table rows -> Layout: numbers rounded and clipped to 0..128, empty rows skipped, bad rows left out.
+
+    A row with text and no numbers yet (a row being added) gets a box along the bottom of the cover."""
     kept: list[Box] = []
     notices: list[str] = []
-    for i, row in enumerate(_rows(table)):
-        cells = list(row) if isinstance(row, Sequence) and not isinstance(row, str) else [row]
+    trimmed: list[int] = []
+    rows = _rows(table)
+    if len(rows) > MAX_CELLS:
+        return EditResult(Layout(), (f"The table has {len(rows):,} rows; at most {MAX_BOXES} boxes are used.",))
+    for i, row in enumerate(rows):
+        cells = list(row[:5]) if isinstance(row, list | tuple) else [row]
         cells = (cells + [None] * 5)[:5]
-        text = "" if cells[0] is None else str(cells[0]).strip()
-        if not text and all(c in (None, "") for c in cells[1:]):
+        if _blank(cells):
             continue  # a blank row the user added and has not filled yet
+        text, notes = clean_text(cells[0], MAX_ROW_CHARS)
+        notices += [f"row {i + 1}: {n}." for n in notes if "invalid" in n]
+        trimmed += [i + 1] if len(notes) > sum("invalid" in n for n in notes) else []
         if not text:
             notices.append(f"row {i + 1} has no text: left out.")
             continue
+        if len(kept) == MAX_BOXES:
+            notices.append(f"Only {MAX_BOXES} text boxes fit on a cover: row {i + 1} ({text[:20]!r}) and the "
+                           f"{len(rows) - i - 1} rows after it left out.")
+            break
+        if _blank(cells[1:]):  # text typed into a new row: place it where nothing usually is, the user moves it
+            top = min(GRID - 12, 8 + 12 * len(kept))
+            cells[1:] = [16, top, GRID - 16, top + 10]
         nums = [_number(c) for c in cells[1:]]
         if any(n is None for n in nums):
-            notices.append(f"row {i + 1} ({text!r}) needs four numbers l, t, r, b: left out.")
+            notices.append(f"row {i + 1} ({text[:20]!r}) needs four numbers l, t, r, b: left out.")
             continue
-        rounded = [int(round(n)) for n in nums]
+        rounded = [int(round(min(max(n, -1), GRID + 1))) for n in nums]
         clipped = [min(max(n, 0), GRID) for n in rounded]
         if clipped != rounded:
-            notices.append(f"row {i + 1} ({text!r}) reached past the 0..{GRID} grid: clipped to it.")
+            notices.append(f"row {i + 1} ({text[:20]!r}) reached past the 0..{GRID} grid: clipped to it.")
         l, r = sorted((clipped[0], clipped[2]))
         t, b = sorted((clipped[1], clipped[3]))
         try:
             kept.append(Box(text, l, t, r, b))
         except LayoutError:
-            notices.append(f"row {i + 1} ({text!r}) has zero width or height: left out.")
-    return EditResult(Layout.of(kept), tuple(notices))
+            notices.append(f"row {i + 1} ({text[:20]!r}) has zero width or height: left out.")
+    return EditResult(Layout.of(kept), tuple(_trim_notice("row", trimmed) + notices))
 
 
-def check_text(title: str | None, description: str | None = "") -> tuple[str, str]:
-    """Stripped (title, description); raises ValueError with a user-facing message when unusable."""
-    title = (title or "").strip()
-    description = (description or "").strip()
-    if not title:
+def check_table(table) -> None:
+    """Refuse (ValueError) a table with more text rows than a cover has boxes, before any of them is parsed."""
+    rows = _rows(table)
+    n = len(rows) if len(rows) > MAX_CELLS else sum(
+        not _blank(list(r[:5]) if isinstance(r, list | tuple) else [r]) for r in rows)
+    if n > MAX_BOXES:
+        raise ValueError(f"The table has {n:,} rows; a cover takes at most {MAX_BOXES} text boxes. "
+                         "Delete some rows and generate again.")
+
+
+def table_needs_redraw(table, layout: Layout) -> bool:
+    """Whether the table shows anything but `layout` (clipped, dropped or cleaned rows), blank rows aside."""
+    rows = [list(r[:5]) if isinstance(r, list | tuple) else [r] for r in _rows(table)[: MAX_CELLS + 1]]
+    shown = [r for r in rows if not _blank((r + [None] * 5)[:5])]
+    want = layout_to_rows(layout)
+    if len(shown) != len(want):
+        return True
+    return any(str(a[0]) != b[0] or [_number(x) for x in a[1:5]] != b[1:] for a, b in zip(shown, want))
+
+
+@dataclass(frozen=True)
+class CoverText:
+    """The request's text fields, cleaned and cut to their limits, and what that changed, in words."""
+
+    title: str
+    subtitle: str = ""
+    author: str = ""
+    description: str = ""
+    notices: tuple[str, ...] = ()
+
+
+def read_text(title, subtitle="", author="", description="") -> CoverText:
+    """Cleaned fields (surrogates and control codes removed, over-long ones trimmed with a notice); raises
+    ValueError with a user-facing message when there is no title."""
+    fields, notices = {}, []
+    for name, value, limit in (("title", title, MAX_TITLE_CHARS), ("subtitle", subtitle, MAX_TITLE_CHARS),
+                               ("author", author, MAX_TITLE_CHARS), ("description", description,
+                                                                     MAX_DESCRIPTION_CHARS)):
+        fields[name], notes = clean_text(value, limit)
+        notices += [f"The {name}: {n}." for n in notes]
+    if not fields["title"]:
         raise ValueError("Type a book title first (Korean or English).")
-    if len(title) > MAX_TITLE_CHARS:
-        raise ValueError(f"The title is {len(title)} characters long; at most {MAX_TITLE_CHARS} are accepted "
-                         "(and only about 20 Korean characters fit in the 77-token prompt).")
-    if len(description) > MAX_DESCRIPTION_CHARS:
-        raise ValueError(f"The description is {len(description)} characters long; at most "
-                         f"{MAX_DESCRIPTION_CHARS} are accepted.")
-    return title, description
+    return CoverText(**fields, notices=tuple(notices))
 
 
 @lru_cache(maxsize=1)
@@ -166,20 +290,12 @@ def check_number(name: str, value, lo: float, hi: float, integer: bool = False) 
     """A number from a widget or an API client within [lo, hi]; raises ValueError with a user-facing message."""
     x = _number(value)
     if x is None:
-        raise ValueError(f"{name} must be a number, got {value!r}.")
+        raise ValueError(f"{name} must be a number, got {_short(value)}.")
     if integer:
         x = int(round(x))
     if not lo <= x <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value!r}.")
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {_short(value)}.")
     return x
-
-
-def check_line(name: str, text: str | None) -> str:
-    """A stripped optional line (subtitle, author); raises ValueError when it is absurdly long."""
-    text = " ".join((text or "").split())
-    if len(text) > MAX_TITLE_CHARS:
-        raise ValueError(f"The {name} is {len(text)} characters long; at most {MAX_TITLE_CHARS} are accepted.")
-    return text
 
 
 def prompt_notices(tokenizer, title: str, description: str, layout: Layout) -> list[str]:
@@ -195,3 +311,51 @@ def prompt_notices(tokenizer, title: str, description: str, layout: Layout) -> l
     if not len(layout):
         notices.append("No text boxes: the cover is generated without a layout, so no title text is placed.")
     return notices
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_budget(num_images: int, steps: int, mode: str, gpu: bool) -> None:
+    """Refuse requests too slow for this device (images x denoising steps); ValueError says what fits."""
+    if mode == "typeset":
+        return  # no denoising: ~0.1 s an image
+    budget = GPU_STEP_BUDGET if gpu else CPU_STEP_BUDGET
+    if num_images * steps > budget:
+        where = "a GPU" if gpu else "this CPU-only server"
+        raise ValueError(f"{num_images} images x {steps} steps = {num_images * steps} denoising steps; on {where} a "
+                         f"request may have at most {budget} (e.g. {max(1, budget // 20)} images x 20 steps). "
+                         "The 'typeset' mode needs none.")
+
+
+def dropped_characters(layout: Layout, has_glyph) -> list[str]:
+    """Notices naming the characters of each box that the cover font cannot draw (emoji, rare symbols)."""
+    out = []
+    for box in layout:
+        missing = list(dict.fromkeys(c for c in box.text if not c.isspace() and not has_glyph(c)))
+        if missing:
+            out.append(f"{' '.join(missing)} in {box.text[:20]!r} cannot be drawn by the cover font: left out "
+                       "of the cover.")
+    return out
+
+
+def cover_caption(seed: int, mode: str, score, notes=()) -> str:
+    """One gallery caption: seed, mode and what OCR read, or why the cover cannot be scored."""
+    from .ocr import unreadable_chars
+
+    parts = [f"seed {seed}", mode]
+    if score is not None:
+        if not any(0xAC00 <= ord(c) <= 0xD7A3 for c in score.reference):
+            parts.append("not scorable (no Hangul: the OCR reads Korean)")
+        elif not score.scorable:
+            parts.append(f"not scorable ({' '.join(unreadable_chars(score.reference)[:8])}: the OCR cannot read it)")
+        else:
+            parts.append(f"OCR read {score.hypothesis.strip()!r}, similarity {score.ned:.2f}")
+    return " · ".join([*parts, *notes])
+
+
+def dedupe(notices) -> list[str]:
+    """Notices in order, each once."""
+    return list(dict.fromkeys(n for n in notices if n))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .assets import load_font
-from .layout import GRID, Box, Layout
+from .layout import DEFAULT_SHAPE, GRID, Box, Layout, cover_size
 from .plan_result import PLACEMENTS, ROLES, PlanResult, requested_texts
 
 logger = logging.getLogger(__name__)
@@ -20,16 +20,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HeuristicConfig:
-    """Book-cover typography on the 128 grid (units are grid cells; 1 cell = 4 px at 512)."""
+    """Book-cover typography on the 128 grid, per axis over the cover's width and height.
 
-    margin: int = 8  # kept clear on every side
-    max_line_syllables: float = 10.0  # a title line holds at most this many Hangul syllables (Latin letters ~0.55)
-    title_height: float = 20.0  # tallest title line; long lines shrink to fit the width
-    subtitle_scale: float = 0.5  # subtitle line height relative to the title's
-    author_scale: float = 0.4  # author line height relative to the title's
-    min_height: float = 4.0  # no line smaller than this (OCR/diffusion cannot draw smaller text legibly)
+    Heights below are in WIDTH cells (1 cell = 4 px on a 512-wide cover), so a line keeps its proportions on a
+    portrait cover, where a vertical grid cell is 1.5x taller. The title dominates: the subtitle is at most
+    1/1.9 and the author at most 1/2.6 of the title's height, whatever clamping the width forced."""
+
+    margin: int = 8  # grid cells kept clear on every side (each axis)
+    max_line_syllables: float = 8.0  # a title line holds at most this many Hangul syllables (Latin letters ~0.55)
+    title_height: float = 20.0  # tallest title line (width cells: 80 px at 512); long lines shrink to fit the width
+    subtitle_scale: float = 0.45  # subtitle line height relative to the title's
+    author_scale: float = 0.34  # author line height relative to the title's
+    min_height: float = 3.5  # no line smaller than this (OCR/diffusion cannot draw smaller text legibly)
     line_gap: float = 0.3  # gap between lines of one block, relative to the line height
     font: str = "sans"  # shipped font used to measure text widths
+    shape: str = DEFAULT_SHAPE  # cover shape (kordiff.layout.COVER_SIZES): portrait (2:3) or square
+    vertical_max_syllables: int = 6  # the vertical (세로쓰기) placement takes Hangul titles of 2..this syllables
+
+    @property
+    def aspect(self) -> float:
+        """Cover height / width."""
+        w, h = cover_size(self.shape)
+        return h / w
 
 
 @dataclass
@@ -41,7 +53,11 @@ class _Block:
 
 
 class HeuristicPlanner:
-    """Deterministic CPU planner: balanced title lines sized from the shipped font, top/centre/bottom by seed."""
+    """Deterministic CPU planner following cover conventions, placement by seed (see `PLACEMENTS`):
+
+    top / centre / bottom: centred title block (top: in the upper third), author at the foot (bottom: at the head);
+    top-left / bottom-left: the same, flush left; vertical: a short Hangul title set top to bottom (세로쓰기) in a
+    column at the right, subtitle and author flush left at the foot (other titles fall back to top-left)."""
 
     source = "heuristic"
 
@@ -69,20 +85,26 @@ class HeuristicPlanner:
         roles = [(text, _role(i)) for i, text in enumerate(texts) if text and text.strip()]
         if not roles:
             return PlanResult(Layout(), "", self.source, ("nothing to place: the title is empty",))
-        placement = self.choose_placement(seed)
+        placement = self.choose_placement(seed, roles[0][0] if roles[0][1] == "title" else "")
         layout = self.layout_texts(roles, placement)
         return PlanResult(layout, layout.to_planner_text(), self.source, ())
 
-    def choose_placement(self, seed: int | None = None) -> str:
-        """The forced placement, else one of PLACEMENTS picked by the seed."""
+    def choose_placement(self, seed: int | None = None, title: str = "") -> str:
+        """The forced placement, else one of PLACEMENTS picked by the seed (vertical only for a short Hangul title)."""
         if self.placement is not None:
             return self.placement
-        return PLACEMENTS[random.Random(self.seed if seed is None else seed).randrange(len(PLACEMENTS))]
+        options = [p for p in PLACEMENTS if p != "vertical" or self.can_set_vertically(title)]
+        return options[random.Random(self.seed if seed is None else seed).randrange(len(options))]
 
     def placement_order(self, seed: int | None = None) -> list[str]:
         """All placements, the seed's (or forced) one first: the order the fallback tries them in."""
         first = self.choose_placement(seed)
         return [first] + [p for p in PLACEMENTS if p != first]
+
+    def can_set_vertically(self, title: str) -> bool:
+        """A title of 2..vertical_max_syllables Hangul syllables without spaces (세로쓰기 suits short titles)."""
+        t = title.strip()
+        return 2 <= len(t) <= self.config.vertical_max_syllables and all("\uac00" <= ch <= "\ud7a3" for ch in t)
 
     def layout_texts(self, texts: Sequence[tuple[str, str]], placement: str) -> Layout:
         """Boxes for (text, role) pairs, role in ROLES (or anything else: a small extra line), at a placement."""
@@ -93,10 +115,26 @@ class HeuristicPlanner:
         if placement not in PLACEMENTS:
             raise ValueError(f"unknown placement {placement!r}; choose one of {PLACEMENTS}")
         c = self.config
+        asp = c.aspect
+        titles = [t for t, r in texts if r == "title"]
+        if placement == "vertical" and not (len(titles) == 1 and self.can_set_vertically(titles[0])):
+            placement = "top-left"
         blocks = [self._block(text, role) for text, role in texts]
+        title_blocks = [b for b in blocks if b.role == "title"]
+        if title_blocks:  # the title dominates, whatever the width clamping did to its lines
+            th = min(b.height for b in title_blocks)
+            for b in blocks:
+                cap = {"subtitle": th / 2.0, "author": th / 2.8}.get(b.role, th / 2.0 if b.role != "title" else None)
+                if cap is not None and b.height > cap:
+                    f = max(cap, c.min_height) / b.height
+                    b.height *= f
+                    b.widths = [w * f for w in b.widths]
+        if placement == "vertical":
+            return self._place_vertical(blocks)
         main = [b for b in blocks if b.role != "author"]
         authors = [b for b in blocks if b.role == "author"]
-        lo, hi = c.margin, GRID - c.margin
+        # Vertical positions below are in width cells (square units); `_boxes` converts them to grid rows.
+        lo, hi = c.margin * asp, (GRID - c.margin) * asp
         author_h = _stack_height(authors, c.line_gap)
         room = (hi - lo) - 8 - (author_h + author_h * c.line_gap if authors else 0)
         main_h = _stack_height(main, c.line_gap)
@@ -106,18 +144,41 @@ class HeuristicPlanner:
                 b.height *= factor
                 b.widths = [w * factor for w in b.widths]
             main_h = room
-        if placement == "top":
-            main_top, author_top = lo + 4, hi - author_h
+        full = GRID * asp
+        if placement in ("top", "top-left"):  # title block starts in the upper third
+            main_top, author_top = lo + min(full * 0.06, max(0.0, room - main_h)), hi - author_h
         elif placement == "bottom":
             main_top, author_top = hi - 4 - main_h, lo
-        else:
-            main_top, author_top = (GRID - main_h) / 2, hi - author_h
+        elif placement == "bottom-left":  # scene above, title low, author at the very foot
+            main_top, author_top = max(lo, hi - author_h - author_h * 1.5 - 4 - main_h), hi - author_h
+        else:  # centre: optical centre, a little above the middle
+            main_top, author_top = max(lo, min(full * 0.42 - main_h / 2, hi - author_h * 2.5 - main_h)), hi - author_h
+        left = placement.endswith("-left")
         placed: dict[int, list[Box]] = {}
         for group, top in ((main, main_top), (authors, author_top)):
             y = top
             for block in group:
-                placed[id(block)] = self._boxes(block, y)
+                placed[id(block)] = self._boxes(block, y, left)
                 y += _stack_height([block], c.line_gap) + block.height * c.line_gap
+        return [placed[id(b)] for b in blocks]
+
+    def _place_vertical(self, blocks: list[_Block]) -> list[list[Box]]:
+        """Title in one column at the right, top to bottom; the rest flush left at the foot."""
+        c = self.config
+        asp = c.aspect
+        lo_y, hi_y = c.margin * asp, (GRID - c.margin) * asp
+        title = next(b for b in blocks if b.role == "title")
+        n = len(title.lines[0])
+        cell = min(c.title_height * 1.15, (hi_y - lo_y) * 0.62 / n)  # one syllable's square, in width cells
+        r = GRID - c.margin - 2
+        col = Box(title.lines[0], int(round(r - cell)), int(round((lo_y + 2) / asp)), r,
+                  int(round((lo_y + 2 + cell * n * 1.04) / asp)))
+        placed: dict[int, list[Box]] = {id(title): [col]}
+        rest = [b for b in blocks if b is not title]
+        y = hi_y - _stack_height(rest, c.line_gap)
+        for block in rest:
+            placed[id(block)] = self._boxes(block, y, True)
+            y += _stack_height([block], c.line_gap) + block.height * c.line_gap
         return [placed[id(b)] for b in blocks]
 
     def _block(self, text: str, role: str) -> _Block:
@@ -135,16 +196,21 @@ class HeuristicPlanner:
         font = load_font(self.config.font, 64)
         return max(font.getlength(line), 1.0) / _ref_height(self.config.font)
 
-    def _boxes(self, block: _Block, top: float) -> list[Box]:
+    def _boxes(self, block: _Block, top: float, left: bool = False) -> list[Box]:
+        """One box per line from `top` (width cells); centred, or flush left at the margin."""
         c = self.config
+        asp = c.aspect
         lo, hi = c.margin, GRID - c.margin
         boxes = []
         y = top
         for line, width in zip(block.lines, block.widths):
-            t = int(round(min(max(y, lo), hi - 1)))
-            b = int(round(min(max(y + block.height, t + 1), hi)))
-            l = int(round(max(lo, GRID / 2 - width / 2)))
-            r = int(round(min(hi, GRID / 2 + width / 2)))
+            t = int(round(min(max(y / asp, lo), hi - 1)))
+            b = int(round(min(max((y + block.height) / asp, t + 1), hi)))
+            if left:
+                l, r = lo, int(round(min(hi, lo + width)))
+            else:
+                l = int(round(max(lo, GRID / 2 - width / 2)))
+                r = int(round(min(hi, GRID / 2 + width / 2)))
             boxes.append(Box(line, l, t, max(r, l + 1), max(b, t + 1)))
             y += block.height * (1 + c.line_gap)
         return boxes

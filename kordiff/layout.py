@@ -1,4 +1,9 @@
-"""Text boxes on TD2's 128x128 layout grid: `Box`, `Layout`, JSON, the one pixel<->grid conversion, previews."""
+"""Text boxes on TD2's 128x128 layout grid: `Box`, `Layout`, JSON, cover sizes, the one pixel<->grid conversion.
+
+The grid is 128 cells PER AXIS over the whole cover, whatever its shape: on a 512x768 portrait cover a cell is
+4 px wide and 6 px tall. `to_grid`/`to_pixel` (and `Box.to_pixels`/`Box.from_pixels`, which call them) are the
+only place pixels and grid cells are converted.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,43 @@ from PIL import Image, ImageDraw
 
 from .assets import load_font
 
-GRID = 128  # TD2's layout granularity: coordinates are cells of a 128x128 grid over the image.
+GRID = 128  # TD2's layout granularity: coordinates are cells of a 128x128 grid over the image (per axis).
+
+# Cover shapes as (width, height) in pixels. Korean books (신국판 152x225 mm, 46판 128x188 mm) are about 2:3, so
+# portrait is the default; square is TD2's native training shape (its best choice for diffusion-only covers).
+COVER_SIZES: dict[str, tuple[int, int]] = {"portrait": (512, 768), "square": (512, 512)}
+DEFAULT_SHAPE = "portrait"
+
+Size = int | tuple[int, int]  # a square side, or (width, height) like PIL
+
+
+def cover_size(shape: str | Size = DEFAULT_SHAPE, width: int | None = None) -> tuple[int, int]:
+    """(width, height) in pixels of a cover shape name ("portrait", "square") or a size; `width` rescales it."""
+    if isinstance(shape, str):
+        if shape not in COVER_SIZES:
+            raise LayoutError(f"unknown cover shape {shape!r}; choose one of {sorted(COVER_SIZES)}")
+        w, h = COVER_SIZES[shape]
+    else:
+        w, h = image_wh(shape)
+    if width is not None:
+        w, h = int(width), int(round(h * width / w))
+    if w <= 0 or h <= 0:
+        raise LayoutError(f"cover size must be positive, got {w}x{h}")
+    return w, h
+
+
+def image_wh(size: Size) -> tuple[int, int]:
+    """(width, height) from a square side or a (width, height) pair."""
+    if isinstance(size, tuple | list):
+        w, h = size
+        return int(w), int(h)
+    return int(size), int(size)
+
+
+def shape_of(size: Size) -> str:
+    """"square" for a square size, else "portrait" (taller) or "landscape"."""
+    w, h = image_wh(size)
+    return "square" if w == h else ("portrait" if h > w else "landscape")
 
 _PREVIEW_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
 
@@ -20,14 +61,16 @@ class LayoutError(ValueError):
 
 
 def to_grid(value: float, size: int) -> int:
-    """Pixel coordinate on a `size`-pixel side -> grid coordinate in [0, GRID] (TD2: x // (512 // 128))."""
+    """Pixel coordinate along an axis of `size` pixels (the cover's width for x, height for y) -> grid [0, GRID].
+
+    On 512 this is TD2's x // (512 // 128)."""
     if size <= 0:
         raise LayoutError(f"image size must be positive, got {size}")
     return int(min(max(value * GRID // size, 0), GRID))
 
 
 def to_pixel(value: int, size: int) -> int:
-    """Grid coordinate -> pixel coordinate on a `size`-pixel side (exact on 512: x * 4)."""
+    """Grid coordinate -> pixel coordinate along an axis of `size` pixels (width for x, height for y; 512: x * 4)."""
     return int(round(value * size / GRID))
 
 
@@ -61,15 +104,17 @@ class Box:
     def height(self) -> int:
         return self.b - self.t
 
-    def to_pixels(self, size: int = 512) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) on a square `size`-pixel image."""
-        return tuple(to_pixel(v, size) for v in (self.l, self.t, self.r, self.b))  # type: ignore[return-value]
+    def to_pixels(self, size: Size = 512) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) on an image of `size` (a square side, or (width, height))."""
+        w, h = image_wh(size)
+        return (to_pixel(self.l, w), to_pixel(self.t, h), to_pixel(self.r, w), to_pixel(self.b, h))
 
     @classmethod
-    def from_pixels(cls, text: str, x0: float, y0: float, x1: float, y1: float, size: int = 512) -> Box:
-        """Box from pixel corners in any order; clipped to the image, raises LayoutError if it has no area."""
-        l, r = sorted((to_grid(x0, size), to_grid(x1, size)))
-        t, b = sorted((to_grid(y0, size), to_grid(y1, size)))
+    def from_pixels(cls, text: str, x0: float, y0: float, x1: float, y1: float, size: Size = 512) -> Box:
+        """Box from pixel corners in any order on an image of `size`; clipped, raises LayoutError if it has no area."""
+        w, h = image_wh(size)
+        l, r = sorted((to_grid(x0, w), to_grid(x1, w)))
+        t, b = sorted((to_grid(y0, h), to_grid(y1, h)))
         return cls(text, l, t, r, b)
 
     def with_text(self, text: str) -> Box:
@@ -164,18 +209,19 @@ def _fit_font(draw: ImageDraw.ImageDraw, text: str, width: int, height: int, sty
 
 
 def render_layout(
-    layout: Layout, size: int = 512, background: Image.Image | None = None, font: str = "sans"
+    layout: Layout, size: Size | str = DEFAULT_SHAPE, background: Image.Image | None = None, font: str = "sans"
 ) -> Image.Image:
-    """Preview image: each box outlined and labelled with its text (index and Korean text)."""
+    """Preview image (default: a portrait cover): each box outlined and labelled with its text."""
+    wh = cover_size(size)
     if background is None:
-        img = Image.new("RGB", (size, size), "white")
+        img = Image.new("RGB", wh, "white")
     else:
-        img = background.convert("RGB").resize((size, size))
+        img = background.convert("RGB").resize(wh)
     draw = ImageDraw.Draw(img)
     for i, box in enumerate(layout):
         colour = _PREVIEW_COLOURS[i % len(_PREVIEW_COLOURS)]
-        x0, y0, x1, y1 = box.to_pixels(size)
-        draw.rectangle((x0, y0, x1, y1), outline=colour, width=max(1, size // 256))
+        x0, y0, x1, y1 = box.to_pixels(wh)
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=max(1, min(wh) // 256))
         f = _fit_font(draw, box.text, max(1, x1 - x0 - 4), max(1, y1 - y0 - 4), font)
         draw.text(((x0 + x1) / 2, (y0 + y1) / 2), box.text, fill=colour, font=f, anchor="mm")
     return img

@@ -396,18 +396,21 @@ class OcrReader:
 
     def read_layout(self, image: Image.Image, layout: Layout) -> list[OcrRead]:
         """One read per box (in layout order) from the box's own region."""
-        size = image.width
         reads = []
         for box in layout:
-            line = box.height * 2 < box.width
-            crop = self.crop_box(image, box.to_pixels(size), line=line)
+            x0, y0, x1, y1 = box.to_pixels(image.size)  # the grid spans width and height, whatever the shape
+            if y1 - y0 >= 1.8 * (x1 - x0):  # a column: text set top to bottom (세로쓰기)
+                row = vertical_to_line(image.crop((x0, y0, x1, y1)))
+                reads.append(self.read_image(self.crop_box(row, (0, 0, row.width, row.height)),
+                                             self.config.line_psms))
+                continue
+            line = (y1 - y0) * 2 < (x1 - x0)
+            crop = self.crop_box(image, (x0, y0, x1, y1), line=line)
             reads.append(self.read_image(crop, self.config.line_psms if line else self.config.block_psms))
         return reads
 
     def score(self, image: Image.Image, layout: Layout, full_image: bool = True) -> ImageScore:
         """Read every box (and optionally the whole image) and score the reads against the layout's text."""
-        if image.width != image.height:
-            raise ValueError(f"kordiff covers are square; got {image.size}")
         reads = self.read_layout(image, layout)
         full = self.read_image(image) if full_image else OcrRead("", 0.0)
         return score_reads(layout.texts, [r.text for r in reads], full.text, full.confidence)
@@ -418,6 +421,42 @@ class OcrReader:
         if api is not None:
             api.End()
             self._local.api = None
+
+
+def vertical_to_line(column: Image.Image) -> Image.Image:
+    """A column of text set top to bottom (세로쓰기) re-laid as one horizontal line, for a horizontal-only OCR.
+
+    Hangul syllables are square, so the column's ink width is one syllable's pitch: cuts go at the emptiest row
+    near each multiple of it (a syllable's own gaps, like the one inside 별, sit away from those rows)."""
+    grey = np.asarray(column.convert("L"), np.float32)
+    if grey.size == 0:
+        return column
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    bg = float(np.median(border))
+    ink = np.abs(grey - bg) > max(40.0, 0.35 * float(np.abs(grey - bg).max()))
+    rows, cols = np.where(ink.any(1))[0], np.where(ink.any(0))[0]
+    if len(rows) == 0:
+        return column
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    pitch = max(1.0, (right - left) * 1.06)
+    n = max(1, int(round((bottom - top) / pitch)))
+    profile = ink[top:bottom].sum(1)
+    cuts = [0]
+    for k in range(1, n):
+        ideal = round(k * (bottom - top) / n)
+        lo, hi = max(cuts[-1] + 1, ideal - int(pitch * 0.25)), min(bottom - top - 1, ideal + int(pitch * 0.25))
+        cuts.append(lo + int(np.argmin(profile[lo:hi + 1])) if hi >= lo else ideal)
+    cuts.append(bottom - top)
+    pieces = [column.crop((left, top + a, right, top + b)) for a, b in zip(cuts, cuts[1:]) if b > a]
+    gap = max(2, (right - left) // 8)
+    h = max(p.height for p in pieces) + 2 * gap
+    fill = tuple(int(v) for v in np.asarray(column.convert("RGB")).reshape(-1, 3)[0])
+    line = Image.new("RGB", (sum(p.width for p in pieces) + gap * (len(pieces) + 1), h), fill)
+    x = gap
+    for p in pieces:
+        line.paste(p.convert("RGB"), (x, (h - p.height) // 2))
+        x += p.width + gap
+    return line
 
 
 _default_reader: OcrReader | None = None

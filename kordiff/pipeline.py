@@ -88,6 +88,11 @@ class KorDiffPipeline(DiffusionPipeline):
     def image_size(self) -> int:
         return self.unet.config.sample_size * self.vae_scale_factor
 
+    @property
+    def size_multiple(self) -> int:
+        """Heights and widths must be multiples of this (VAE scale x the UNet's downsampling; SD1.5: 64)."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
     def make_scheduler(self, name: str | None = None):
         """A fresh scheduler per call (schedulers are stateful: sharing one breaks concurrent requests)."""
         if name is None:
@@ -122,13 +127,15 @@ class KorDiffPipeline(DiffusionPipeline):
         return hidden, enc
 
     # 3. latents
-    def prepare_latents(self, generators, dtype, device, image=None, timestep=None, scheduler=None):
-        size = self.unet.config.sample_size
-        shape = (len(generators), self.unet.config.in_channels, size, size)
+    def prepare_latents(self, generators, dtype, device, image=None, timestep=None, scheduler=None,
+                        height: int | None = None, width: int | None = None):
+        height, width = height or self.image_size, width or self.image_size
+        f = self.vae_scale_factor
+        shape = (len(generators), self.unet.config.in_channels, height // f, width // f)  # 512x768 -> 64x96
         noise = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
         if image is None:
             return noise * scheduler.init_noise_sigma
-        pixels = self.image_processor.preprocess(image, height=self.image_size, width=self.image_size)
+        pixels = self.image_processor.preprocess(image, height=height, width=width)
         pixels = pixels.to(device=device, dtype=self.vae.dtype)
         init = self.vae.encode(pixels).latent_dist.mean * self.vae.config.scaling_factor
         init = init.to(dtype).expand(len(generators), -1, -1, -1)
@@ -151,13 +158,19 @@ class KorDiffPipeline(DiffusionPipeline):
         callback_on_step_end: Callable | None = None,
         return_dict: bool = True,
         fit_layout: bool = True,
+        height: int | None = None,
+        width: int | None = None,
     ) -> KorDiffOutput:
         """Generate `num_images` covers for a caption and a layout (image + strength: image-to-image).
 
         `fit_layout` shortens a caption that would push the boxes out of the 77-token prompt (False: TD2 exactly).
+        `height`/`width` default to the UNet's native square (TD2: 512); e.g. 768x512 makes a portrait cover.
         """
         # 1. check inputs; resolve device, dtype, seeds and scheduler once
         self.check_inputs(caption, layout, num_images, num_inference_steps, guidance_scale, image, strength)
+        for name, v in (("height", height), ("width", width)):
+            if v is not None and (v <= 0 or v % self.size_multiple):
+                raise ValueError(f"{name} must be a positive multiple of {self.size_multiple}, got {v}")
         device, dtype = self._execution_device, self.unet.dtype
         if generator is not None:
             generators = generator if isinstance(generator, list) else [generator] * num_images
@@ -182,7 +195,7 @@ class KorDiffPipeline(DiffusionPipeline):
             timesteps = timesteps[start * sched.order:]
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(start * sched.order)
-        latents = self.prepare_latents(generators, dtype, device, image, timesteps[:1], sched)
+        latents = self.prepare_latents(generators, dtype, device, image, timesteps[:1], sched, height, width)
         step_kwargs = {"generator": generators} if "generator" in inspect.signature(sched.step).parameters else {}
 
         # 4. denoise: cond and uncond in ONE UNet call per step

@@ -9,7 +9,8 @@ from typing import Protocol, runtime_checkable
 
 from .layout import Layout
 
-PLACEMENTS = ("top", "centre", "bottom")
+# Heuristic placements (kordiff.heuristic): cover conventions, the title in the upper third by default.
+PLACEMENTS = ("top", "centre", "bottom", "top-left", "bottom-left", "vertical")
 ROLES = ("title", "subtitle", "author")
 # Punctuation/quotes M1 wraps texts in; ignored when comparing texts.
 _EDGE_JUNK = " \t\"'`\u201c\u201d\u2018\u2019,:;-\u2013\u2014*\u2022\u00b7|"

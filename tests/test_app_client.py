@@ -43,52 +43,58 @@ def pixels_hash(path) -> str:
     return hashlib.sha256(np.asarray(Image.open(path).convert("RGB")).tobytes()).hexdigest()
 
 
-def generate(client, table, seed, n=1, title=TITLE):
-    return client.predict(title, "", table, n, 2, 7.5, "ddim", seed, False, "diffusion", api_name="/generate")
+def generate(client, table, seed, n=1, title=TITLE, mode="diffusion", api_name="/generate"):
+    return client.predict(title, "", table, n, 2, 7.5, "ddim", seed, False, mode, api_name=api_name)
 
 
 def test_named_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/plan", "/edit_boxes", "/edit_table", "/reset", "/generate"} <= set(api)
+    assert {"/plan", "/edit_boxes", "/edit_table", "/reset", "/generate", "/generate_typeset"} <= set(api)
 
 
 def test_plan_edit_generate(client):
-    canvas, table, raw, notices = client.predict(TITLE, "", "", "", "heuristic", api_name="/plan")
+    canvas, table, raw, notices = client.predict(TITLE, "", "", "", "heuristic", "diffusion", api_name="/plan")
     assert canvas["boxes"][0]["label"] == TITLE and table["data"][0][0] == TITLE
     assert raw.startswith("# planner: heuristic")
-    moved = [dict(canvas["boxes"][0], xmin=0, xmax=256, ymin=-20, ymax=80)] + canvas["boxes"][1:]
+    moved = [dict(canvas["boxes"][0], xmin=0, xmax=256, ymin=-20, ymax=120)] + canvas["boxes"][1:]
     canvas_in = {"image": gradio_client.handle_file(canvas["image"]), "boxes": moved}
-    new_table, notices = client.predict(canvas_in, table, api_name="/edit_boxes")
+    new_table, redrawn, notices = client.predict(canvas_in, table, api_name="/edit_boxes")
     assert new_table["data"][0] == [TITLE, 0, 0, 64, 20]
-    assert "clipped" in notices
-    redrawn, _ = client.predict(new_table, api_name="/edit_table")
-    assert [redrawn["boxes"][0][k] for k in ("xmin", "ymin", "xmax", "ymax")] == [0, 0, 256, 80]
-    gallery, preview, prompt, notices, seed = generate(client, new_table, seed=7, n=2)
+    assert "clipped" in notices and redrawn["boxes"][0]["ymin"] == 0
+    redrawn, _, _ = client.predict(new_table, api_name="/edit_table")
+    assert [redrawn["boxes"][0][k] for k in ("xmin", "ymin", "xmax", "ymax")] == [0, 0, 256, 120]
+    gallery, preview, prompt, notices, seed, details, status = generate(client, new_table, seed=7, n=2)
     assert sorted(g["caption"].split(" · ")[0] for g in gallery) == ["seed 7", "seed 8"] and seed == 7
     assert "l0t0r64b20[마][음][의][ ][바][다]" in prompt
-    assert Image.open(preview).size == (512, 512)
+    assert Image.open(preview).size == (512, 768)
+    typeset = generate(client, new_table, seed=7, mode="typeset", api_name="/generate_typeset")[0]
+    assert typeset[0]["caption"].startswith("seed 7 · typeset · OCR read")
 
 
 def test_reset_state_is_per_session(url, tmp_path):
     a = gradio_client.Client(url, verbose=False, download_files=str(tmp_path / "a"))
     b = gradio_client.Client(url, verbose=False, download_files=str(tmp_path / "b"))
-    a.predict("바람이 머무는 곳", "", "", "", "heuristic", api_name="/plan")
-    b.predict("The Silent Forest", "", "", "", "heuristic", api_name="/plan")
+    a.predict("바람이 머무는 곳", "", "", "", "heuristic", "typeset", api_name="/plan")
+    b.predict("The Silent Forest", "", "", "", "heuristic", "typeset", api_name="/plan")
     assert a.predict(api_name="/reset")[1]["data"][0][0] == "바람이 머무는 곳"
-    assert b.predict(api_name="/reset")[1]["data"][0][0] == "The Silent Forest"
+    assert b.predict(api_name="/reset")[1]["data"][0][0].startswith("The Silent")
+
+
+EMPTY = {"headers": ["text", "l", "t", "r", "b"], "data": []}
 
 
 @pytest.mark.parametrize("args,msg", [
-    (("", "", {"headers": ["text", "l", "t", "r", "b"], "data": []}, 1, 2, 7.5, "ddim", 1, False, "diffusion"),
-     "Type a book title"),
-    ((TITLE, "", {"headers": ["text", "l", "t", "r", "b"], "data": []}, 9, 2, 7.5, "ddim", 1, False, "diffusion"),
-     "greater than maximum value 8"),
-    ((TITLE, "", {"headers": ["text", "l", "t", "r", "b"], "data": []}, 1, 2, 7.5, "plms", 1, False, "diffusion"),
-     "plms"),
+    ((TITLE, "", EMPTY, 9, 2, 7.5, "ddim", 1, False, "diffusion"), "greater than maximum value 8"),
+    ((TITLE, "", EMPTY, 1, 2, 7.5, "plms", 1, False, "diffusion"), "plms"),
 ])
 def test_api_validation_matches_the_ui(client, args, msg):
     with pytest.raises(Exception, match=msg):
         client.predict(*args, api_name="/generate")
+
+
+def test_expected_input_errors_are_notices_over_the_api(client):
+    out = client.predict("", "", EMPTY, 1, 2, 7.5, "ddim", 1, False, "diffusion", api_name="/generate")
+    assert out[0] == {"__type__": "update"} and "Type a book title" in out[3]  # the covers shown stay
 
 
 def test_concurrent_generations_equal_sequential_ones(client):
@@ -116,7 +122,7 @@ def test_cli_starts_offline_without_weights_and_explains(tmp_path):
     import time
 
     port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), KORDIFF_PLANNER="heuristic")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))  # defaults: what works here
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -130,9 +136,12 @@ def test_cli_starts_offline_without_weights_and_explains(tmp_path):
                 if proc.poll() is not None or time.time() > deadline:
                     pytest.fail(f"app.py did not start:\n{proc.stdout.read() if proc.poll() is not None else ''}")
                 time.sleep(1)
-        table = c.predict(TITLE, "", "", "", "heuristic", api_name="/plan")[1]
-        with pytest.raises(Exception, match="Could not load the TD2 UNet.*Planning and editing still work"):
-            generate(c, table, seed=1)
+        table = c.predict(TITLE, "", "", "", "heuristic", "typeset", api_name="/plan")[1]
+        covers = generate(c, table, seed=1, mode="typeset", api_name="/generate_typeset")[0]
+        assert len(covers) == 1 and covers[0]["caption"].startswith("seed 1 · typeset")
+        failed = generate(c, table, seed=1, mode="hybrid")
+        assert failed[0] == {"__type__": "update"} and "hf download" in failed[3]
+        assert "typeset' mode works without weights" in failed[6]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
