@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 MIN_CONTRAST = 4.5  # WCAG AA for normal text
 MIN_FONT_SIZE = 6
+# Hairline faces (Myeongjo's thin strokes, pen and brush) break up below this size, for readers and OCR alike:
+# smaller text in them is set in the Gothic fallback instead.
+THIN_FONTS = ("serif", "handwriting", "brush")
+MIN_THIN_FONT_SIZE = 22
 
 RGB = tuple[int, int, int]
 
@@ -166,7 +170,7 @@ class TypesetStyle:
     font lacks is drawn in the fallback face (per syllable, not the whole line)."""
 
     font: str = "sans"
-    align: str = "center"  # left | center | right
+    align: str = "center"  # left | center | right | auto (left for a box flush with the left margin, else centre)
     padding: float = 0.06  # fraction of the box's smaller side kept clear on each side
     stroke: str = "auto"  # auto (only when contrast needs it) | always | never
     stroke_ratio: float = 0.07  # stroke width as a fraction of the font size
@@ -186,8 +190,8 @@ class TypesetStyle:
         for f in (self.font, *(f for _, f in self.role_fonts)):
             if f not in FONTS:
                 raise ValueError(f"unknown font style {f!r}; choose one of {sorted(FONTS)}")
-        if self.align not in ("left", "center", "right"):
-            raise ValueError(f"align must be left, center or right, got {self.align!r}")
+        if self.align not in ("left", "center", "right", "auto"):
+            raise ValueError(f"align must be left, center, right or auto, got {self.align!r}")
         if self.stroke not in ("auto", "always", "never"):
             raise ValueError(f"stroke must be auto, always or never, got {self.stroke!r}")
         if self.vertical not in ("auto", "never"):
@@ -297,6 +301,8 @@ def fit_text(text: str, width: int, height: int, style: TypesetStyle = TypesetSt
         raise ValueError("nothing to typeset: empty text")
     font = font or style.font
     vertical = style.vertical == "auto" and is_vertical_candidate(text, width, height)
+    if vertical:
+        style = replace(style, align="center")
     options = [tuple(text)] if vertical else []
     max_lines = min(style.max_lines, max(1, len(text.replace(" ", ""))))
     if not vertical:
@@ -348,10 +354,14 @@ def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle
     font = font or style.font_for(role)
     if font not in FONTS:
         raise ValueError(f"unknown font style {font!r}; choose one of {sorted(FONTS)}")
+    if style.align == "auto":  # flush-left layouts (the planner's *-left placements) keep their ragged-right edge
+        style = replace(style, align="left" if box.l <= 12 and box.l + box.r < 120 else "center")
     bx0, by0, bx1, by1 = box.to_pixels(image.size)
     pad = max(1, round(min(bx1 - bx0, by1 - by0) * style.padding))
     inner_w, inner_h = max(1, bx1 - bx0 - 2 * pad), max(1, by1 - by0 - 2 * pad)
     fitted = fit_text(box.text, inner_w, inner_h, style, font)
+    if font in THIN_FONTS and fitted.size < MIN_THIN_FONT_SIZE:
+        fitted = fit_text(box.text, inner_w, inner_h, style, FALLBACK_FONT)
     ground = background_luminance_range(image, (bx0, by0, bx1, by1))
     avoid_red = role == "author"
     colour = pick_text_colour(ground, list(style.palette), avoid_red=avoid_red)
@@ -449,7 +459,7 @@ def cover_style(description: str = "", font: str = "auto", body_font: str = "aut
     if font != "auto" and body_font == "auto":
         fonts["subtitle"] = font
     pal = tuple(palette) if palette is not None else theme_palette(description)
-    return TypesetStyle(font=fonts["title"], palette=pal, role_fonts=tuple(fonts.items()))
+    return TypesetStyle(font=fonts["title"], palette=pal, role_fonts=tuple(fonts.items()), align="auto")
 
 
 def typeset_cover(

@@ -173,7 +173,8 @@ def test_bad_style_is_a_clear_error():
 @pytest.mark.parametrize("desc,theme", [
     ("a quiet night with stars", "night"), ("숲속의 오두막", "forest"), ("푸른 바다 이야기", "sea"),
     ("autumn leaves", "autumn"), ("도시의 골목", "city"), ("", "plain"), ("수학 공부", "science"),
-    ("무서운 공포 이야기", "mystery"),
+    ("무서운 공포 이야기", "horror"), ("dark mysterious forest, horror", "horror"), ("sea waves", "sea"),
+    ("city skyline", "city"), ("봄날의 벚꽃", "spring"), ("night sky", "night"), ("슬픈 이별 이야기", "plain"),
 ])
 def test_theme_from_description_words(desc, theme):
     assert theme_for(desc).name == theme
@@ -197,7 +198,8 @@ def test_typeset_cover_is_fast_and_sized():
     t = time.perf_counter()
     image = typeset_cover(layout, "night", seed=0)
     assert time.perf_counter() - t < 1.0
-    assert image.size == (512, 512)
+    assert image.size == (512, 768)  # portrait by default
+    assert typeset_cover(layout, "night", size="square").size == (512, 512)
 
 
 def test_typeset_cover_on_given_background_keeps_its_size():
