@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from .assets import FONTS, has_glyph, load_font
 from .backgrounds import THEMES, Theme, procedural_background, theme_for, theme_palette
-from .layout import DEFAULT_SHAPE, Box, Layout, Size, cover_size
+from .layout import DEFAULT_SHAPE, GRID, Box, Layout, Size, cover_size
 from .motifs import is_red
 
 __all__ = [
@@ -354,7 +354,7 @@ def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle
     font = font or style.font_for(role)
     if font not in FONTS:
         raise ValueError(f"unknown font style {font!r}; choose one of {sorted(FONTS)}")
-    if style.align == "auto":  # flush-left layouts (the planner's *-left placements) keep their ragged-right edge
+    if style.align == "auto":  # a lone box: flush left when it hugs the left margin
         style = replace(style, align="left" if box.l <= 12 and box.l + box.r < 120 else "center")
     bx0, by0, bx1, by1 = box.to_pixels(image.size)
     pad = max(1, round(min(bx1 - bx0, by1 - by0) * style.padding))
@@ -437,10 +437,21 @@ def typeset_layout(image: Image.Image, layout: Layout, style: TypesetStyle = Typ
 
     `roles` (default: `infer_roles`) pick each box's font from `style.role_fonts`; `fonts` overrides per box."""
     roles = list(roles) if roles is not None else infer_roles(layout)
+    if style.align == "auto":
+        style = replace(style, align=layout_alignment(layout))
     fonts = list(fonts) if fonts is not None else [None] * len(layout)
     if len(roles) != len(layout) or len(fonts) != len(layout):
         raise ValueError(f"need one role and one font per box ({len(layout)}), got {len(roles)} and {len(fonts)}")
     return [typeset_box(image, box, style, role, font) for box, role, font in zip(layout, roles, fonts)]
+
+
+def layout_alignment(layout: Layout) -> str:
+    """'left' when every horizontal box starts at the same column and some box stops short of mirroring it (the
+    planner's flush-left placements keep a ragged right edge), else 'center'."""
+    rows = [b for b in layout if b.width >= b.height]
+    if rows and len({b.l for b in rows}) == 1 and any(b.l + b.r < GRID - 8 for b in rows):
+        return "left"
+    return "center"
 
 
 def image_palette(image: Image.Image, n: int = 6) -> tuple[RGB, ...]:
