@@ -347,11 +347,21 @@ def orbit(draw, zone, cols, rng, s, avoid):
 
 
 def lines(draw, zone, cols, rng, s, avoid):
-    """Thin rules parallel to the top edge (letterpress feel): never radial."""
+    """Thin rules parallel to the top edge that frame the title group (letterpress feel): never radial."""
     x0, y0, x1, y1 = zone
-    for y in rng.uniform(y0, y1, int(rng.integers(2, 5))):
-        c = cols[int(rng.integers(0, len(cols)))]
-        draw.rectangle((x0, y, x1, y + max(1, rng.uniform(1, 3) * s)), fill=_rgba(c, 200))
+    c = cols[int(rng.integers(0, len(cols)))]
+    width = max(1, round(rng.uniform(1, 2.5) * s))
+    if avoid:
+        title = max(avoid, key=lambda r: (r[2] - r[0]) * (r[3] - r[1]))
+        gap = rng.uniform(3, 10) * s
+        ys = [title[1] - gap - width, title[3] + gap]
+        if rng.random() < 0.5:  # a double rule
+            ys += [ys[0] - 4 * s, ys[1] + 4 * s]
+    else:
+        ys = list(rng.uniform(y0, y1, int(rng.integers(2, 4))))
+    for y in ys:
+        if y0 <= y <= y1 - width:
+            draw.rectangle((x0, y, x1, y + width), fill=_rgba(c, 220))
 
 
 DRAWERS: dict[str, Drawer] = {name: globals()[name] for name in MOTIFS}

@@ -349,7 +349,7 @@ class PlacedText:
 
 
 def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle(), role: str = "title",
-                font: str | None = None) -> PlacedText:
+                font: str | None = None, panel_dark: bool | None = None) -> PlacedText:
     """Draw `box.text` into `image` (in place, RGB) so that all ink stays inside the box."""
     font = font or style.font_for(role)
     if font not in FONTS:
@@ -366,7 +366,8 @@ def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle
     avoid_red = role == "author"
     colour = pick_text_colour(ground, list(style.palette), avoid_red=avoid_red)
     if style.veil and (colour.stroke is not None or contrast_ratio(*ground) > style.max_ground_contrast):
-        colour = _apply_panel(image, (bx0, by0, bx1, by1), list(style.palette), style.max_ground_contrast, avoid_red)
+        colour = _apply_panel(image, (bx0, by0, bx1, by1), list(style.palette), style.max_ground_contrast, avoid_red,
+                              panel_dark)
     stroke_fill = colour.stroke
     stroke_width = fitted.stroke_width
     if style.stroke == "always" and stroke_fill is None:
@@ -409,24 +410,28 @@ def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle
 
 
 def _apply_panel(image: Image.Image, box_px: tuple[int, int, int, int], palette: list[RGB],
-                 max_ground_contrast: float = 2.0, avoid_red: bool = False) -> TextColour:
-    """Lay a solid panel (a colour taken from the image itself, pushed dark or light) under the box, as opaque as
-    makes a fill colour reach the contrast target and the ground calm; returns the colour. Clean edges, no blur."""
+                 max_ground_contrast: float = 2.0, avoid_red: bool = False, dark: bool | None = None) -> TextColour:
+    """Lay a solid panel (a colour taken from the image itself, pushed dark or light) under the box and a margin
+    around it, as opaque as makes a fill colour reach the contrast target and the ground calm; returns the colour.
+    Clean edges, no blur: a label on the art, not a smudge."""
     x0, y0, x1, y1 = box_px
+    m = max(3, round((y1 - y0) * 0.3))
+    panel_px = (max(0, x0 - m), max(0, y0 - m), min(image.width, x1 + m), min(image.height, y1 + m))
     lo, hi = background_luminance_range(image, box_px)
     region = np.asarray(image.crop(box_px).convert("RGB"), np.float32).reshape(-1, 3)
     mean = region.mean(0) if len(region) else np.array([128.0, 128.0, 128.0])
-    dark = (lo + hi) / 2 < 0.35
-    target = np.array([10, 10, 14] if dark else [250, 248, 242], np.float32)
-    tint = tuple(int(v) for v in mean * 0.18 + target * 0.82)  # keeps a hint of the art's hue
+    dark = (lo + hi) / 2 < 0.35 if dark is None else dark
+    target = np.array([12, 12, 16] if dark else [248, 246, 240], np.float32)
+    tint = tuple(int(v) for v in mean * 0.15 + target * 0.85)  # keeps a hint of the art's hue
     colour = pick_text_colour((lo, hi), palette, avoid_red=avoid_red)
-    for alpha in (0.82, 0.9, 0.96, 1.0):
-        panel = Image.new("RGB", (x1 - x0, y1 - y0), tint)
-        trial = Image.blend(image.crop(box_px).convert("RGB"), panel, alpha)
-        ground = background_luminance_range(trial, (0, 0, trial.width, trial.height))
+    crop = image.crop(panel_px).convert("RGB")
+    inner = (x0 - panel_px[0], y0 - panel_px[1], x1 - panel_px[0], y1 - panel_px[1])
+    for alpha in (0.9, 0.95, 1.0):
+        trial = Image.blend(crop, Image.new("RGB", crop.size, tint), alpha)
+        ground = background_luminance_range(trial, inner)
         colour = pick_text_colour(ground, palette, avoid_red=avoid_red)
         if (colour.stroke is None and contrast_ratio(*ground) <= max_ground_contrast) or alpha == 1.0:
-            image.paste(trial, (x0, y0))
+            image.paste(trial, panel_px[:2])
             break
     return colour
 
@@ -442,7 +447,10 @@ def typeset_layout(image: Image.Image, layout: Layout, style: TypesetStyle = Typ
     fonts = list(fonts) if fonts is not None else [None] * len(layout)
     if len(roles) != len(layout) or len(fonts) != len(layout):
         raise ValueError(f"need one role and one font per box ({len(layout)}), got {len(roles)} and {len(fonts)}")
-    return [typeset_box(image, box, style, role, font) for box, role, font in zip(layout, roles, fonts)]
+    # One panel tone for the whole cover (where panels are needed), from the ground under all the boxes together.
+    lums = [background_luminance_range(image, b.to_pixels(image.size)) for b in layout]
+    panel_dark = float(np.mean([(lo + hi) / 2 for lo, hi in lums])) < 0.35 if lums else None
+    return [typeset_box(image, box, style, role, font, panel_dark) for box, role, font in zip(layout, roles, fonts)]
 
 
 def layout_alignment(layout: Layout) -> str:

@@ -110,7 +110,7 @@ def test_generate_shows_seeds_preview_prompt_and_is_deterministic(cover_app, pla
     gallery, preview, prompt, notices, seed = gen(cover_app, rows, seed=11, n=2)
     assert sorted(c.split(" · ")[0] for _, c in gallery) == ["seed 11", "seed 12"] and seed == 11
     size = app.pipeline_for("tiny-random").image_size
-    assert gallery[0][0].size == (size, size) and preview.size == (512, 512)
+    assert gallery[0][0].size == (size, size * 3 // 2) and preview.size == (512, 512)  # covers: portrait default
     assert "[마][음][의][ ][바][다]" in prompt and "book cover with a title of 마음의 바다" in prompt
     again = gen(cover_app, rows, seed=11, n=2)[0]
     assert all(np.array_equal(np.asarray(a[0]), np.asarray(b[0])) for a, b in zip(again, gallery))

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from kordiff.assets import load_font
-from kordiff.layout import GRID, Box, Layout
+from kordiff.layout import GRID, Box, Layout, cover_size
 from kordiff.planner import (
     PLACEMENTS,
     HeuristicConfig,
@@ -462,7 +462,8 @@ def test_placements_follow_cover_conventions(shape):
     config = HeuristicConfig(shape=shape)
 
     def plan(placement, title="밤하늘의 별을 세는 법"):
-        return HeuristicPlanner(placement=placement, config=config).plan(title, subtitle="어느 기록", author="김하늘").layout
+        planner = HeuristicPlanner(placement=placement, config=config)
+        return planner.plan(title, subtitle="어느 기록", author="김하늘").layout
 
     for p in ("top", "top-left"):
         title, *_, author = plan(p)
@@ -472,8 +473,7 @@ def test_placements_follow_cover_conventions(shape):
     assert all(b.l + b.r == pytest.approx(GRID, abs=2) for b in plan("top"))  # centred
     vertical = plan("vertical", "불꽃처럼")
     assert vertical[0].text == "불꽃처럼" and vertical[0].r == GRID - config.margin - 2
-    x0, y0, x1, y1 = vertical[0].to_pixels(HeuristicConfig(shape=shape).shape and
-                                           {"portrait": (512, 768), "square": (512, 512)}[shape])
+    x0, y0, x1, y1 = vertical[0].to_pixels(cover_size(shape))
     assert y1 - y0 > 3 * (x1 - x0)  # a column of four syllables
     assert vertical[-1].b >= GRID - config.margin - 1
     assert len(plan("vertical", "밤하늘의 별을 세는 법")) == len(plan("top-left"))  # long titles fall back
@@ -482,7 +482,8 @@ def test_placements_follow_cover_conventions(shape):
 
 def test_portrait_boxes_keep_the_text_proportions():
     """On 512x768 a grid row is 6 px and a column 4 px: boxes are 1.5x fewer rows for the same text shape."""
-    square = HeuristicPlanner(placement="centre", config=HeuristicConfig(shape="square")).plan("별빛의 속삭임").layout[0]
+    square_config = HeuristicConfig(shape="square")
+    square = HeuristicPlanner(placement="centre", config=square_config).plan("별빛의 속삭임").layout[0]
     portrait = HeuristicPlanner(placement="centre").plan("별빛의 속삭임").layout[0]
     sq = square.to_pixels((512, 512))
     po = portrait.to_pixels((512, 768))
