@@ -168,6 +168,8 @@ def test_generate_shows_seeds_preview_prompt_and_is_deterministic(cover_app, pla
     gallery = shown["gallery"]
     assert sorted(c.split(" · ")[0] for _, c in gallery) == ["seed 11", "seed 12"] and shown["seed"] == 11
     assert shown["preview"].size == editing.CANVAS_SIZE
+    w, h = gallery[0][0].size
+    assert h == w * 3 // 2  # covers: portrait by default
     assert "[마][음][의][ ][바][다]" in shown["prompt"] and "book cover with a title of 마음의 바다" in shown["prompt"]
     assert all(caption in shown["details"] for _, caption in gallery)
     again = gen(cover_app, rows, seed=11, n=2)["gallery"]
