@@ -178,7 +178,7 @@ class CoverApp:
             editing.check_budget(num_images, steps, decision.mode, self.caps.gpu)
             seed = random.randint(0, MAX_SEED) if randomise else editing.check_number("Seed", seed, 0, MAX_SEED, True)
         except (ValueError, ModeError) as e:
-            yield _failed(f"**Error:** {e}")
+            yield _failed([f"**Error:** {e}"])
             return
         notices = [*text.notices, *edit.notices, *decision.notices]
         try:
@@ -188,7 +188,7 @@ class CoverApp:
         except ModelUnavailableError as e:
             logger.warning("model unavailable: %s", str(e).splitlines()[0])
             status = f"**The diffusion model could not be loaded:** {e} The 'typeset' mode works without weights."
-            yield _failed(f"**Error:** {e}", status=status, offer_typeset=True)
+            yield _failed([*notices, f"**Error:** {e}"], status=status, offer_typeset=True)
 
 
 def _covers(decision, args, seed: int, n: int, notices: str):
@@ -246,8 +246,8 @@ def _make_cover(mode, model, title, description, layout, steps, guidance, schedu
     return make_covers(mode, layout, title, description, n=1, seed=seed, pipeline=pipe, options=options)
 
 
-def _failed(message: str, status=None, offer_typeset=False):
-    out = (gr.skip(), gr.skip(), gr.skip(), _notify([message]), gr.skip(), gr.skip(), status or gr.skip())
+def _failed(notices: list[str], status=None, offer_typeset=False):
+    out = (gr.skip(), gr.skip(), gr.skip(), _notify(notices), gr.skip(), gr.skip(), status or gr.skip())
     return out + (gr.update(visible=True),) if offer_typeset else out + (gr.skip(),)
 
 
