@@ -47,6 +47,7 @@ CSS += """
 .gradio-container { font-family: 'KorDiff Hangul', var(--font), 'NanumSquare', 'Noto Sans CJK KR', sans-serif; }
 #canvas button[aria-label^='Rotate'] { display: none; }  /* rotation is not part of a layout */
 #status { border-left: 4px solid var(--color-accent); padding-left: 8px; }
+#table * { font-family: 'KorDiff Hangul', var(--font-mono), monospace; }
 @media (max-width: 640px) { #table th, #table td { padding: 2px !important; font-size: 13px; } }
 """
 LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)], "max_file_size": "2mb",
@@ -90,7 +91,7 @@ class CoverApp:
         self.caps = startup_capabilities(config.model)
         self.config = replace(config, planner=config.planner or self.caps.default_planner,
                               mode=config.mode or self.caps.default_mode)
-        self.status = self.caps.status or "Everything is on: GPU, diffusion weights and the M1 planner."
+        self.status = _md(self.caps.status or "Everything is on: GPU, diffusion weights and the M1 planner.")
 
     def plan(self, title, subtitle, author, description, planner, mode="typeset"):
         """Title (+ subtitle, author) -> (canvas, table, planner output, notices, planned layout for Reset)."""
@@ -187,7 +188,7 @@ class CoverApp:
             yield from _covers(decision, args, seed, num_images, _notify(notices))
         except ModelUnavailableError as e:
             logger.warning("model unavailable: %s", str(e).splitlines()[0])
-            status = f"**The diffusion model could not be loaded:** {e} The 'typeset' mode works without weights."
+            status = _md(f"**The diffusion model could not be loaded:** {e} The 'typeset' mode works without weights.")
             yield _failed([*notices, f"**Error:** {e}"], status=status, offer_typeset=True)
 
 
@@ -260,7 +261,11 @@ def _notify(notices) -> str:
     notices = editing.dedupe(notices)
     for n in notices:
         gr.Warning(n.replace("**", ""))
-    return "\n".join(f"- {n}" for n in notices)
+    return "\n".join(f"- {_md(n)}" for n in notices)
+
+
+def _md(text: str) -> str:
+    return text.replace("~", "\\~")  # "~4 GB ... ~1 GB" is not strikethrough
 
 
 def _plan_m1(title, description, keywords, model, quantization):

@@ -109,9 +109,11 @@ def test_plan_generate_drag_add_delete(browser, url):
 
     # Generate with nothing else changed: typeset covers (no weights here)
     pg.click("button.generate >> visible=true")
-    pg.wait_for_selector("#gallery img", timeout=120_000)
-    pg.wait_for_function("() => document.querySelector('#details')?.innerText.includes('seed')")
-    assert "typeset" in pg.inner_text("#details") and "OCR read" in pg.inner_text("#details")
+    pg.wait_for_function("() => document.querySelectorAll('#gallery img').length === 2", timeout=120_000)
+    pg.wait_for_function("() => document.querySelector('#details')?.innerText.split('seed').length === 3")
+    assert "typeset" in pg.inner_text("#details") and "OCR read '마음의 바다 김하늘'" in pg.inner_text("#details")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / "desktop.png"), full_page=True)
 
     # from the initial state (no tool chosen) a drag MOVES the title box: 20 px right, 90 px down
     pg.locator("#canvas canvas").scroll_into_view_if_needed()
@@ -142,8 +144,6 @@ def test_plan_generate_drag_add_delete(browser, url):
     pg.click("#canvas button[aria-label='Remove box']")
     pg.wait_for_function("() => document.querySelectorAll('#table .virtual-row').length === 2")
     assert texts(pg) == [TITLE, "김하늘"]
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / "desktop.png"), full_page=True)
     pg.close()
 
 
@@ -153,7 +153,7 @@ def test_phone_width(browser, url):
     plan(pg, TITLE, "김하늘")
     pg.wait_for_function("() => document.querySelector('#table .virtual-row .body-cell')?.innerText.includes('마음')")
     pg.click("button.generate >> visible=true")
-    pg.wait_for_selector("#gallery img", timeout=120_000)
+    pg.wait_for_function("() => document.querySelectorAll('#gallery img').length === 2", timeout=120_000)
     plan_bottom = pg.locator("#plan").bounding_box()
     canvas_top = pg.locator("#canvas").bounding_box()["y"]
     assert canvas_top - (plan_bottom["y"] + plan_bottom["height"]) < 250  # only the collapsed accordions between
