@@ -190,6 +190,11 @@ class CoverApp:
             logger.warning("model unavailable: %s", str(e).splitlines()[0])
             status = _md(f"**The diffusion model could not be loaded:** {e} The 'typeset' mode works without weights.")
             yield _failed([*notices, f"**Error:** {e}"], status=status, offer_typeset=True)
+        except Exception as e:  # out of memory, a broken checkpoint: the reason on the page, the trace in the log
+            logger.exception("generation failed")
+            hint = " Try fewer images or steps." if "out of memory" in str(e).lower() else ""
+            reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            yield _failed([*notices, f"**Generation failed:** {reason}.{hint}"])
 
 
 def _covers(decision, args, seed: int, n: int, notices: str):

@@ -256,3 +256,12 @@ def test_help_does_not_import_gradio_or_torch():
     root = app.__file__.rsplit("/", 1)[0]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
     assert out.returncode == 0 and out.stdout.strip().endswith("[]"), out.stderr
+
+
+def test_an_unexpected_failure_is_reported_on_the_page(cover_app, monkeypatch):
+    def broken(*a):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(app, "_make_cover", broken)
+    shown = gen(cover_app, [[TITLE, 8, 10, 120, 40]], mode="typeset")
+    assert "**Generation failed:** CUDA out of memory. Tried to allocate 2 GiB. Try fewer images" in shown["notices"]
