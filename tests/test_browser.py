@@ -64,6 +64,9 @@ def texts(pg) -> list[str]:
     return [re.sub(r"\s+", " ", r[0]) for r in table_rows(pg)]
 
 
+PLANNED = "() => document.querySelector('#table .virtual-row .body-cell')?.innerText.includes('마음')"
+
+
 def plan(pg, title, author=""):
     pg.fill("#title textarea", title)
     pg.fill("#author textarea", author)
@@ -164,3 +167,27 @@ def test_phone_width(browser, url):
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / "phone.png"), full_page=True)
     pg.close()
+
+
+def test_a_failed_load_stays_on_the_page_and_one_click_switches_to_typeset(browser, tmp_path):
+    demo = app.build_demo(app.AppConfig(model=str(tmp_path / "no-model"), mode="hybrid"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.queue(max_size=16).launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                                   **app.LAUNCH_KWARGS)
+    try:
+        pg = open_page(browser, f"http://127.0.0.1:{port}/")
+        plan(pg, TITLE)
+        pg.wait_for_function(PLANNED)
+        pg.click("#generate")
+        pg.wait_for_function("() => document.querySelector('#status')?.innerText.includes('could not be loaded')")
+        assert "Could not load the kordiff pipeline" in pg.inner_text("#notices")
+        pg.wait_for_timeout(12_000)  # longer than a toast lives: the cause is still on the page
+        assert "could not be loaded" in pg.inner_text("#status")
+        pg.click("button:has-text('Switch to typeset mode')")
+        pg.wait_for_function("() => document.querySelectorAll('#gallery img').length === 2", timeout=120_000)
+        assert pg.is_checked("#mode input[value='typeset']")
+        pg.close()
+    finally:
+        demo.close()
