@@ -238,8 +238,11 @@ def _diffuse(model, title, description, layout, steps, guidance, scheduler, seed
     import kordiff
     from kordiff.shared import pipeline_for
 
-    return pipeline_for(model)(kordiff.book_caption(title, description), layout, num_images=1,
-                               num_inference_steps=steps, guidance_scale=guidance, seed=seed, scheduler=scheduler)
+    pipe = pipeline_for(model)
+    w, h = kordiff.cover_size(kordiff.DEFAULT_SHAPE, pipe.image_size)  # the canvas's shape at the model's width
+    h -= h % pipe.size_multiple
+    return pipe(kordiff.book_caption(title, description), layout, num_images=1, num_inference_steps=steps,
+                guidance_scale=guidance, seed=seed, scheduler=scheduler, width=w, height=h)
 
 
 @gpu

@@ -179,6 +179,8 @@ def test_randomise_draws_a_seed_and_reports_it(cover_app, planned):
 def test_generate_without_boxes_explains(cover_app):
     shown = gen(cover_app, [])
     assert len(shown["gallery"]) == 1 and "No text boxes" in shown["notices"]
+    image = shown["gallery"][0][0]
+    assert image.height > image.width  # the canvas's (portrait) shape at the model's width
 
 
 def test_typeset_shows_no_prompt_notices_and_says_what_is_not_scorable(cover_app):
