@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .capabilities import Capabilities, startup_capabilities
-from .config import GenerateConfig, add_dataclass_args, from_args
+from .config import MAX_IMAGES, GenerateConfig, add_dataclass_args, from_args
 from .hub import BUSY_ART, ModelUnavailableError, first_line
 from .layout import Layout, LayoutError
 from .modes import PLANNERS, decide, planner_help
@@ -39,13 +39,11 @@ def _caps(model: str = "td2") -> Capabilities:
 
 def _plan(planner: str | None, caps: Capabilities, title: str, description: str, subtitle: str, author: str,
           seed: int):
-    """Plan with the chosen planner (default: what works here); M1 on a CPU says what it costs first."""
+    """Plan with the chosen planner (default: what works here)."""
     planner = planner or caps.default_planner
     if planner == "m1":
-        from .planner import M1Planner
+        from .planner import M1Planner  # warns what M1 costs on a CPU before loading it
 
-        if caps.planner_notice("m1"):
-            logger.warning("%s", caps.planner_notice("m1"))
         keywords = [t for t in (title, subtitle, author) if t]
         return M1Planner(seed=seed).plan(title, description, keywords)
     from .planner import HeuristicPlanner
@@ -141,6 +139,10 @@ def cmd_generate(args) -> int:
     """Plan (or read) a layout and write covers; files appear in --out only when everything succeeded."""
     title = _check_title(args.title, 'generate --title "별빛의 속삭임" --out out/')
     cfg = from_args(GenerateConfig, args)
+    if not 1 <= cfg.num_images <= MAX_IMAGES:
+        raise ValueError(f"--num-images must be 1-{MAX_IMAGES}, got {cfg.num_images}")
+    if cfg.steps < 1 or cfg.best_of < 1 or cfg.guidance_scale < 0:
+        raise ValueError("--steps and --best-of must be >= 1 and --guidance-scale >= 0")
     dest = Path(args.out)
     if dest.exists() and not dest.is_dir():
         raise ValueError(f"--out {str(dest)!r} is a file, not a directory")

@@ -239,7 +239,7 @@ class EvalConfig:
         "help": "use a fixed centred placement instead of the planner (a planner-independent reference)"})
     best_of: int = field(default=1, metadata={"help": "candidates per title; the best by OCR is kept"})
     steps: int = field(default=20, metadata={"help": "denoising steps (diffusion/hybrid)"})
-    guidance: float = field(default=7.5, metadata={"help": "classifier-free guidance scale (diffusion/hybrid)"})
+    guidance_scale: float = field(default=7.5, metadata={"help": "classifier-free guidance scale (diffusion/hybrid)"})
     harmonise: bool = field(default=True, metadata={
         "help": "hybrid: low-strength image-to-image pass over the typeset title, kept only if OCR still reads it"})
     workers: int = field(default=2, metadata={"help": "parallel titles in typeset mode (Tesseract releases the GIL)"})
@@ -276,7 +276,7 @@ def _one_title(item: BenchTitle, cfg: EvalConfig, pipeline, reader: OcrReader, o
         finally:
             ocr_time[0] += time.perf_counter() - t
 
-    options = CoverOptions(font=cfg.font, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+    options = CoverOptions(font=cfg.font, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
                            harmonise=cfg.harmonise)
     t0 = time.perf_counter()
     cover = make_covers(cfg.mode, layout, " ".join(item.lines), item.description, n=1, seed=cfg.seed,
@@ -412,7 +412,11 @@ def _progress_bar(total: int, desc: str):
 def build_parser() -> argparse.ArgumentParser:
     """CLI flags generated from EvalConfig's fields and defaults."""
     parser = argparse.ArgumentParser(prog="python -m kordiff.evaluate", description=__doc__.strip().splitlines()[0])
-    return add_dataclass_args(parser, EvalConfig)
+    add_dataclass_args(parser, EvalConfig)
+    # The flag was --guidance before all CLIs used `python -m kordiff generate`'s spelling: still accepted, hidden.
+    parser.add_argument("--guidance", type=float, dest="guidance_scale", help=argparse.SUPPRESS,
+                        default=argparse.SUPPRESS)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,7 +135,7 @@ def unavailable_message(what: str, repo: str, err: BaseException, *, needed: tup
         if not os.path.isdir(os.path.expanduser(repo)):
             return f"Could not load the {what}: there is no directory {repo!r}."
         return (f"Could not load the {what} from the directory {repo!r}: {first_line(err)}. "
-                "Check that it holds a saved kordiff pipeline (model_index.json).")
+                "Check that it holds a saved model (model_index.json for a kordiff pipeline, config.json for M1).")
     fix = f"download once with network access: {download_hint(needed)}"
     if online is None:
         online = hub_reachable()
@@ -145,7 +145,8 @@ def unavailable_message(what: str, repo: str, err: BaseException, *, needed: tup
                 "(the cache is used offline), or pass a local directory.")
     if _repo_missing(err):
         return f"Could not load the {what}: the Hub has no repo {repo!r} (check the name), or pass a local directory."
-    return f"Could not load the {what} from the Hub repo {repo!r}: {first_line(err)}. To retry from the cache, {fix}."
+    return (f"Could not load the {what} from the Hub repo {repo!r}: {first_line(err)}. If a download was cut off, "
+            f"fetch it again: {download_hint(needed)}.")
 
 
 # huggingface_hub 1.x warns that diffusers' (ignored) `local_dir_use_symlinks` argument is deprecated on every

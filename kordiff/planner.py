@@ -15,6 +15,7 @@ from typing import Any
 from fastchat.conversation import get_conv_template  # fschat: TD2's own templates; stdlib-only, no torch
 
 from .heuristic import HeuristicConfig, HeuristicPlanner, _role, char_weight, split_title_lines, text_weight
+from .hub import M1_CPU_COST, M1_REPO, hub_reachable, is_out_of_memory, looks_local, unavailable_message
 from .layout import GRID, Box, Layout
 from .plan_result import PLACEMENTS, ROLES, Planner, PlannerUnavailableError, PlanResult, _norm, requested_texts
 from .planner_output import DroppedLine, ParseReport, parse_planner_output, parse_planner_output_report
@@ -29,7 +30,7 @@ __all__ = [
     "parse_planner_output", "parse_planner_output_report", "requested_texts", "split_title_lines", "text_weight",
 ]
 
-M1_MODEL_ID = "JingyeChen22/textdiffuser2_layout_planner"
+M1_MODEL_ID = M1_REPO
 TEMPLATES = ("one_shot", "vicuna_v1.1")
 
 
@@ -223,7 +224,7 @@ class M1Planner:
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = self.dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         # transformers 5 always loads weights lazily (low_cpu_mem_usage is gone), so it is not passed.
-        kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": self.local_files_only}
+        kwargs: dict[str, Any] = {"dtype": dtype}
         if self.quantization:
             if importlib.util.find_spec("bitsandbytes") is None:
                 raise PlannerUnavailableError(
@@ -236,21 +237,24 @@ class M1Planner:
             else:
                 kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
             kwargs["device_map"] = {"": str(device)}
+        local = looks_local(self.model_id)
+        online = local or (not self.local_files_only and hub_reachable())
+        kwargs["local_files_only"] = not online  # offline: the cache only, failing at once instead of retrying
+        if not local and device.type == "cpu" and not self.quantization:
+            logger.warning("%s", M1_CPU_COST)
         logger.info("loading M1 layout planner %s on %s (%s)", self.model_id, device, self.quantization or dtype)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model_id, local_files_only=self.local_files_only)
+            tokenizer = AutoTokenizer.from_pretrained(self.model_id, local_files_only=not online)
             try:
                 model = AutoModelForCausalLM.from_pretrained(self.model_id, use_safetensors=True, **kwargs)
             except Exception as e:  # no .safetensors in the repo: fall back to the (slow) .bin shards
+                if is_out_of_memory(e):
+                    raise
                 logger.info("no safetensors weights for %s (%s); trying .bin", self.model_id, _first_line(e))
                 model = AutoModelForCausalLM.from_pretrained(self.model_id, use_safetensors=False, **kwargs)
         except Exception as e:
-            raise PlannerUnavailableError(
-                f"cannot load the M1 layout planner {self.model_id!r}: {type(e).__name__}: {_first_line(e)}. "
-                f"It needs the model files (~13.5 GB in fp16) from the Hugging Face Hub: download them once with "
-                f"network access (`hf download {M1_MODEL_ID}`) or pass a local directory as model_id; "
-                f"HeuristicPlanner plans without it."
-            ) from None
+            message = unavailable_message("M1 layout planner", self.model_id, e, online=online)
+            raise PlannerUnavailableError(f"{message} The heuristic planner plans without it.") from None
         if not self.quantization:
             model = model.to(device)
         model.eval()

@@ -104,6 +104,10 @@ def test_m1_planner_path_with_a_tiny_llama(tiny_llama_dir, tmp_path):
     canvas, rows, raw, notices, state = m1_app.plan(TITLE, "", "김하늘", "", "m1", "typeset")
     assert raw.startswith("# planner: m1")  # "m1" or "m1+heuristic" when the random LLM's answer is repaired
     assert {r[0] for r in rows} == {TITLE, "김하늘"} and "M1 planner unavailable" not in notices
+    missing = app.CoverApp(app.AppConfig(model="tiny-random", planner="m1", m1_model=str(tmp_path / "no-m1")))
+    _, rows, raw, notices, _ = missing.plan(TITLE, "", "", "", "m1", "typeset")
+    assert raw.startswith("# planner: heuristic")
+    assert "M1 planner unavailable (Could not load the M1 layout planner" in notices
 
 
 def test_notices_apply_to_the_chosen_mode(cover_app):

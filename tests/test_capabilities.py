@@ -131,3 +131,18 @@ def test_load_component_is_offline_aware_and_raises_one_error(monkeypatch):
         load_component("SD1.5 VAE", SD15_REPO, load, subfolder="vae", needed=(TD2_REPO, SD15_REPO))
     assert seen == {"subfolder": "vae", "local_files_only": True} and e.value.__suppress_context__
     hub.hub_reachable.cache_clear()
+
+
+def test_gpu_probe_follows_the_environment(monkeypatch):
+    from kordiff import capabilities
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    assert capabilities.gpu_present() is False  # hidden GPUs stay hidden, as torch would see them
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert capabilities.gpu_present() is True  # ZeroGPU attaches one per call
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    monkeypatch.setattr(capabilities.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(capabilities.os.path, "exists", lambda path: False)
+    monkeypatch.setattr(capabilities.shutil, "which", lambda name: None)
+    assert capabilities.gpu_present() is False

@@ -189,3 +189,22 @@ def test_torch_free_constants_match_the_pipeline():
     from kordiff import config, pipeline
 
     assert config.SCHEDULER_NAMES == tuple(pipeline.SCHEDULERS) and config.MAX_IMAGES == pipeline.MAX_IMAGES
+
+
+def test_generate_checks_numbers_before_doing_anything(tmp_path, capsys):
+    for flags in (["--num-images", "9"], ["--num-images", "0"], ["--steps", "0"], ["--best-of", "0"]):
+        assert main(["generate", "--title", "별빛", "--out", str(tmp_path / "o"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "--num-images must be 1-8, got 9" in err and "--steps and --best-of must be >= 1" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_plans_with_m1_when_asked(monkeypatch):
+    from kordiff import evaluate
+    from kordiff.planner import M1Planner
+
+    fake = M1Planner(generate_fn=lambda prompt: "마음의 바다 10,20,118,44")
+    monkeypatch.setattr(evaluate, "_m1_planner", lambda seed: fake)
+    layout, source = evaluate.plan_layout("마음의 바다", planner="m1")
+    assert source == "m1" and [(b.text, b.l, b.t, b.r, b.b) for b in layout] == [("마음의 바다", 10, 20, 118, 44)]
+    assert evaluate.build_parser().parse_args(["--guidance", "3"]).guidance_scale == 3.0  # old spelling, hidden
