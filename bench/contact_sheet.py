@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kordiff.assets import load_font
 from kordiff.evaluate import load_titles

@@ -70,8 +70,8 @@ _LAZY.update({name: ".ocr" for name in (
     "ImageScore", "OcrConfig", "OcrRead", "OcrReader", "TextScore", "char_accuracy", "is_scorable", "known_hangul",
     "ned", "read_text", "score_image", "sentence_correct", "unreadable_chars")})
 _LAZY.update({name: ".typeset" for name in (
-    "TypesetStyle", "contrast_ratio", "procedural_background", "relative_luminance", "typeset_cover",
-    "typeset_layout")})
+    "TypesetStyle", "contrast_ratio", "cover_style", "mood_fonts", "procedural_background", "relative_luminance",
+    "typeset_cover", "typeset_layout")})
 _LAZY.update({name: ".modes" for name in ("MODES", "PLANNERS")})
 _LAZY.update({name: ".capabilities" for name in ("Capabilities", "detect_capabilities")})
 _LAZY.update({name: ".covers" for name in ("Cover", "CoverOptions", "make_covers", "rank_covers")})

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .layout import DEFAULT_SHAPE, Layout, Size, cover_size
-from .motifs import ANCHORED, DRAWERS, MotifSpec, check_design
+from .motifs import ANCHORED, DISC_MOTIFS, DRAWERS, MotifSpec, check_design, is_red
 
 RGB = tuple[int, int, int]
 Rect = tuple[float, float, float, float]
@@ -39,6 +39,7 @@ class Theme:
     body_font: str = "sans"
     compositions: tuple[str, ...] = COMPOSITIONS
     sun: RGB = (255, 200, 70)  # the sun disc of hills_sun: yellow, never red (motifs rule 2)
+    dusk: tuple[RGB, ...] = ()  # dim sky colours for a dark ground lit from the top (behind black silhouettes)
 
 
 THEMES: dict[str, Theme] = {
@@ -49,8 +50,9 @@ THEMES: dict[str, Theme] = {
     "sea": Theme("sea", _hex("#06304a", "#1a6f8f", "#7cc3d3", "#eef7f7"), ("waves", "dunes", "dotgrid"), "calm"),
     "city": Theme("city", _hex("#14181e", "#39434f", "#8795a3", "#f1c75a"), ("skyline", "rain", "lines"), "calm",
                   "dark", "sans"),
-    "horror": Theme("horror", _hex("#0b0a0a", "#2a2322", "#5c5452", "#d9d2c5"), ("dark_trees", "fog", "rain"),
-                    "dark", "dark", "sans", compositions=("field", "band", "frame")),
+    "horror": Theme("horror", _hex("#0b0a0a", "#2a2322", "#6a625e", "#d9d2c5"), ("dark_trees", "fog", "rain"),
+                    "dark", "dark", "sans", compositions=("field", "band", "frame"),
+                    dusk=_hex("#5e5652", "#3f4c58", "#4d4b37", "#4a3440")),
     "mystery": Theme("mystery", _hex("#121019", "#2e2742", "#6b5d8f", "#e3dcef"), ("rain", "skyline", "fog",
                      "lines"), "dark", "dark", "sans"),
     "spring": Theme("spring", _hex("#6b2f4a", "#e07a9c", "#f6c9d8", "#fbf6ee"), ("blossoms", "hills_sun"),
@@ -72,7 +74,7 @@ THEMES: dict[str, Theme] = {
                      "light", "serif", "serif", ("field", "band", "frame")),
     "war": Theme("war", _hex("#1c1e1a", "#434a3d", "#8b8f7e", "#e6e2d6"), ("mountains", "fog"), "sombre", "both",
                  "sans", compositions=("field", "band", "frame")),
-    "red": Theme("red", _hex("#3d0a12", "#8f1d2c", "#d9707a", "#f7ece4"), ("leaves", "lines", "circles"), "calm",
+    "red": Theme("red", _hex("#3d0a12", "#8f1d2c", "#d9707a", "#f7ece4"), ("leaves", "lines", "dotgrid"), "calm",
                  "dark"),
     "desert": Theme("desert", _hex("#5a3514", "#c27c3a", "#e9c58a", "#fbf0dc"), ("dunes", "hills_sun"), "calm",
                     "light", sun=(247, 160, 72)),
@@ -89,11 +91,12 @@ _THEME_WORDS: dict[str, tuple[str, ...]] = {
     "forest": ("forest", "tree", "trees", "wood", "woods", "nature", "green", "숲", "나무", "초록", "자연"),
     "sea": ("sea", "ocean", "wave", "waves", "island", "lighthouse", "beach", "bay", "바다", "파도", "섬", "등대",
             "해변", "항구"),
-    "city": ("city", "urban", "street", "streets", "office", "subway", "도시", "거리", "서울", "회사", "골목", "지하철"),
+    "city": ("city", "urban", "street", "streets", "office", "subway", "도시", "거리", "서울", "회사", "골목",
+             "지하철"),
     "horror": ("horror", "ghost", "haunted", "creepy", "scary", "curse", "공포", "호러", "유령", "귀신", "저주",
                "괴담"),
-    "mystery": ("mystery", "thriller", "crime", "detective", "secret", "murder", "추리", "미스터리", "스릴러",
-                "범죄", "탐정", "비밀", "살인"),
+    "mystery": ("mystery", "mysterious", "thriller", "crime", "detective", "secret", "murder", "추리", "미스터리",
+                "스릴러", "범죄", "탐정", "비밀", "살인"),
     "spring": ("spring", "blossom", "blossoms", "flower", "flowers", "garden", "pink", "rose", "roses", "봄", "꽃",
                "벚꽃", "정원", "분홍", "진달래", "장미"),
     "summer": ("summer", "sun", "sunny", "morning", "hope", "hopeful", "yellow", "bright", "여름", "햇살", "맑음",
@@ -132,9 +135,13 @@ def theme_scores(description: str) -> dict[str, int]:
     return scores
 
 
+_GENRE_WEIGHT = {"horror": 2, "mystery": 2, "war": 2}  # a genre word outweighs a scene word (horror forest)
+
+
 def theme_for(description: str) -> Theme:
-    """The theme whose words occur most in `description` (ties: first listed); 'plain' when none do."""
-    scores = theme_scores(description)
+    """The theme whose words occur most in `description` (genre words count double; ties: first listed);
+    'plain' when none do."""
+    scores = {k: v * _GENRE_WEIGHT.get(k, 1) for k, v in theme_scores(description).items()}
     if not scores:
         return THEMES["plain"]
     return THEMES[max(scores, key=lambda k: (scores[k], -list(_THEME_WORDS).index(k)))]
@@ -168,6 +175,7 @@ class Design:
     plates: tuple[Rect, ...] = ()  # bands/panels drawn behind the text
     plate_colour: RGB | None = None
     frame: RGB | None = None
+    salt: int = 0  # from the description: different books with the same seed still get different motif positions
 
     @property
     def motif_names(self) -> tuple[str, ...]:
@@ -231,32 +239,41 @@ def design_background(description: str = "", size: Size | str = DEFAULT_SHAPE, s
     """Pick ground, composition and motifs for a description and seed, keeping clear of `quiet`'s text boxes."""
     wh = cover_size(size)
     theme = theme or theme_for(description)
-    # The seed mixes in the description so different books with the same seed still differ.
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(description.encode("utf-8"))])
     c = theme.colours
-    dark = {"dark": True, "light": False}.get(theme.grounds, bool(rng.random() < 0.5))
-    if wants_dark(description):
-        dark = True
-    ground = (c[0], _mix(c[0], c[1], 0.35)) if dark else (c[3], _mix(c[3], c[2], 0.3))
-    composition = theme.compositions[int(rng.integers(len(theme.compositions)))]
     keep = keep_out_rects(quiet, wh)
-
-    names = list(theme.motifs)
-    first = names[int(rng.integers(len(names)))]
-    chosen = [first]
-    rest = [n for n in names if n != first and not (n in ANCHORED and first in ANCHORED)]
-    if rest and rng.random() < 0.6:
-        chosen.append(rest[int(rng.integers(len(rest)))])
+    first = theme.motifs[0]  # the signature motif (sea -> waves, forest -> trees ...) is always there
+    extras: list[str | None] = [None] + [n for n in theme.motifs[1:] if not (n in ANCHORED and first in ANCHORED)]
+    grounds = {"dark": [True], "light": [False]}.get(theme.grounds, [True, False])
+    if wants_dark(description):
+        grounds = [True]
+    # Consecutive seeds step through accent motifs and compositions together (offsets fixed per description), so
+    # covers of one book differ across seeds by construction.
+    k = seed + zlib.crc32(("order" + description).encode("utf-8")) % 997
+    comps = theme.compositions
+    extra = extras[k % len(extras)]
+    composition = comps[(k * 5) % len(comps)]
+    dark = grounds[(k // 2) % len(grounds)]
+    if dark:
+        ground = (theme.dusk[k % len(theme.dusk)], c[0]) if theme.dusk else (c[0], _mix(c[0], c[1], 0.35))
+    else:
+        ground = (c[3], _mix(c[3], c[2], 0.3))
+    chosen = [first] + ([extra] if extra else [])
+    if first in ANCHORED and extra in ANCHORED:
+        chosen = [first]
     specs = []
     for name in chosen:
         if dark:  # on a dark ground motifs are mid tones with a light highlight
             cols = (c[1], _mix(c[1], c[2], 0.5), c[2], c[3])
         else:  # on a light ground, mid to dark tones
             cols = (c[2], c[1], _mix(c[1], c[0], 0.5), c[1])
+        if name == "dark_trees":
+            cols = (c[0],)
         if name == "hills_sun":
             cols = (cols[0], cols[1], theme.sun)
         if name == "blossoms":
             cols = (c[1], c[2], _mix(c[1], c[2], 0.5)) if not dark else (c[2], _mix(c[1], c[2], 0.5), c[1])
+        if name in DISC_MOTIFS:  # motifs rule 2 (no red disc on a light ground), kept on any ground to be safe
+            cols = tuple(x for x in cols if not is_red(x)) or ((200, 200, 200),)
         specs.append(MotifSpec(name, tuple(cols)))
 
     plates: tuple[Rect, ...] = ()
@@ -270,15 +287,18 @@ def design_background(description: str = "", size: Size | str = DEFAULT_SHAPE, s
         plates = ((0.0, g[1] - pad, float(w), g[3] + pad),)
         plate_colour = c[1] if not dark else c[3]
     elif composition == "panel" and keep:
+        # A card behind the title group only; the small author line sits on the clean ground.
         pad = w * 0.02
-        plates = tuple((r[0] - pad, r[1] - pad, r[2] + pad, r[3] + pad) for r in _clusters(keep, h * 0.06))
+        g = max(_clusters(keep, h * 0.06), key=lambda r: (r[2] - r[0]) * (r[3] - r[1]))
+        plates = ((max(w * 0.03, g[0] - pad), g[1] - pad, min(w * 0.97, g[2] + pad), g[3] + pad),)
         plate_colour = c[3] if dark else c[0]
     elif composition == "frame":
-        frame = c[1] if dark else _mix(c[1], c[2], 0.3)
+        frame = c[2] if dark else _mix(c[1], c[2], 0.3)
         if "blossoms" in [s.name for s in specs]:  # motifs rule 4: no frame with flowers
             frame = None
             composition = "field"
-    design = Design(theme, wh, dark, ground, composition, tuple(specs), keep, plates, plate_colour, frame)
+    salt = zlib.crc32(description.encode("utf-8"))
+    design = Design(theme, wh, dark, ground, composition, tuple(specs), keep, plates, plate_colour, frame, salt)
     return design
 
 
@@ -297,11 +317,11 @@ def render_background(design: Design, seed: int = 0, motifs: bool = True) -> Ima
         layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(layer)
         zones = _free_zones(tuple(avoid), (w, h))
-        inset = (w * 0.06, h * 0.05, w * 0.94, h * 0.95) if design.frame else (0.0, 0.0, float(w), float(h))
+        inset = (w * 0.04, w * 0.04, w * 0.96, h - w * 0.04) if design.frame else (0.0, 0.0, float(w), float(h))
         big = [z for z in zones if z[3] - z[1] >= h * 0.18]
         lowest = max(big, key=lambda z: z[3]) if big else None
         for i, spec in enumerate(design.motifs):
-            mrng = np.random.default_rng([seed & 0xFFFFFFFF, i, zlib.crc32(spec.name.encode())])
+            mrng = np.random.default_rng([seed & 0xFFFFFFFF, design.salt, i, zlib.crc32(spec.name.encode())])
             if spec.name in ANCHORED:
                 if lowest is None:
                     continue  # no room for a scene: the text owns the cover
@@ -322,9 +342,10 @@ def render_background(design: Design, seed: int = 0, motifs: bool = True) -> Ima
         img = Image.alpha_composite(img, layer)
     draw = ImageDraw.Draw(img)
     if design.frame is not None:
-        m = round(w * 0.045)
+        # Close to the edge, well outside the text margins (a line near a box edge reads as "|" to OCR).
+        m = round(w * 0.022)
         draw.rectangle((m, m, w - 1 - m, h - 1 - m), outline=design.frame, width=max(1, round(2 * s)))
-        draw.rectangle((m + 5 * s, m + 5 * s, w - 1 - m - 5 * s, h - 1 - m - 5 * s), outline=design.frame,
+        draw.rectangle((m + 4 * s, m + 4 * s, w - 1 - m - 4 * s, h - 1 - m - 4 * s), outline=design.frame,
                        width=max(1, round(s)))
     for r in design.plates:
         draw.rectangle(r, fill=design.plate_colour)

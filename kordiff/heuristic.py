@@ -120,15 +120,7 @@ class HeuristicPlanner:
         if placement == "vertical" and not (len(titles) == 1 and self.can_set_vertically(titles[0])):
             placement = "top-left"
         blocks = [self._block(text, role) for text, role in texts]
-        title_blocks = [b for b in blocks if b.role == "title"]
-        if title_blocks:  # the title dominates, whatever the width clamping did to its lines
-            th = min(b.height for b in title_blocks)
-            for b in blocks:
-                cap = {"subtitle": th / 2.0, "author": th / 2.8}.get(b.role, th / 2.0 if b.role != "title" else None)
-                if cap is not None and b.height > cap:
-                    f = max(cap, c.min_height) / b.height
-                    b.height *= f
-                    b.widths = [w * f for w in b.widths]
+        self._cap_roles(blocks)
         if placement == "vertical":
             return self._place_vertical(blocks)
         main = [b for b in blocks if b.role != "author"]
@@ -144,6 +136,8 @@ class HeuristicPlanner:
                 b.height *= factor
                 b.widths = [w * factor for w in b.widths]
             main_h = room
+            self._cap_roles(blocks)
+            author_h = _stack_height(authors, c.line_gap)
         full = GRID * asp
         if placement in ("top", "top-left"):  # title block starts in the upper third
             main_top, author_top = lo + min(full * 0.06, max(0.0, room - main_h)), hi - author_h
@@ -161,6 +155,23 @@ class HeuristicPlanner:
                 placed[id(block)] = self._boxes(block, y, left)
                 y += _stack_height([block], c.line_gap) + block.height * c.line_gap
         return [placed[id(b)] for b in blocks]
+
+    def _cap_roles(self, blocks: list[_Block]) -> None:
+        """The title dominates, whatever the width clamping or shrinking did to its lines: subtitle <= 1/2 and
+        author <= 1/2.8 of the title's line height (kept >= min_height)."""
+        c = self.config
+        titles = [b for b in blocks if b.role == "title"]
+        if not titles:
+            return
+        th = min(b.height for b in titles)
+        for b in blocks:
+            if b.role == "title":
+                continue
+            cap = max(th / (2.8 if b.role == "author" else 2.0), c.min_height)
+            if b.height > cap:
+                f = cap / b.height
+                b.height *= f
+                b.widths = [w * f for w in b.widths]
 
     def _place_vertical(self, blocks: list[_Block]) -> list[list[Box]]:
         """Title in one column at the right, top to bottom; the rest flush left at the foot."""
@@ -205,7 +216,10 @@ class HeuristicPlanner:
         y = top
         for line, width in zip(block.lines, block.widths):
             t = int(round(min(max(y / asp, lo), hi - 1)))
-            b = int(round(min(max((y + block.height) / asp, t + 1), hi)))
+            # Title rows round to nearest; smaller roles round down, so grid rounding never erodes the hierarchy.
+            rows = block.height / asp
+            rows = round(rows) if block.role == "title" else math.floor(rows + 0.2)
+            b = int(min(max(t + rows, t + 1), hi))
             if left:
                 l, r = lo, int(round(min(hi, lo + width)))
             else:

@@ -3,11 +3,11 @@
 RULES (what a careful Korean cover designer would flag; `check_design` enforces them, tests run it over many
 descriptions and seeds):
 
-1. No rays. No sunburst, no radial stripes, no lines fanning out from a point -- alone or, worst of all, around a
-   disc. Red/orange rays around a sun is the Rising Sun flag (욱일기), deeply offensive in Korea. There is no
-   "rays" motif, and nothing here draws a line through a common centre.
+1. No rays. No sunburst, no radial stripes, no set of lines or wedges radiating from a common centre -- alone or,
+   worst of all, around a disc. Red/orange rays around a sun is the Rising Sun flag (욱일기), deeply offensive in
+   Korea. There is no "rays" motif; stripes run parallel to an edge, rain falls in one direction.
 2. No red disc on a light ground (the Japanese flag, 일장기). A sun is a plain disc without rays, in yellow or
-   soft orange, sitting low over hills or a horizon; any disc on a light ground is never red.
+   soft orange, sitting low over hills or a horizon; the backgrounds go further and never draw a red disc at all.
 3. No white or yellow chrysanthemum-like flowers (국화, funeral flowers), and no flowers at all on a mourning
    palette (black and white only): that reads as a funeral wreath (조화). Blossoms are five-petal plum/cherry/azalea
    shapes in pink, coral or warm colours, and only on themes whose mood is not sombre.
@@ -37,9 +37,9 @@ RGB = tuple[int, int, int]
 Rect = tuple[float, float, float, float]
 
 # Motifs that stand on the ground of a free zone (drawn inside it) vs. small elements scattered over the cover.
-ANCHORED = ("trees", "dark_trees", "waves", "skyline", "mountains", "hills_sun", "dunes", "fog")
+ANCHORED = ("trees", "dark_trees", "waves", "skyline", "mountains", "hills_sun", "dunes")
 SCATTERED = ("stars", "moon", "blossoms", "leaves", "snow", "rain", "confetti", "dotgrid", "circles", "orbit",
-             "lines")
+             "lines", "fog")
 MOTIFS = ANCHORED + SCATTERED
 FORBIDDEN_MOTIFS = ("rays", "sunburst", "radial_stripes", "chrysanthemum", "taegeuk", "swastika", "cross")
 DISC_MOTIFS = ("hills_sun", "moon", "circles", "orbit")  # motifs that draw a filled disc
@@ -57,14 +57,14 @@ class MotifSpec:
 def _hue_is_red(c: RGB) -> bool:
     r, g, b = (v / 255 for v in c)
     mx, mn = max(r, g, b), min(r, g, b)
-    if mx - mn < 0.25 or mx != r:
+    if mx == 0 or (mx - mn) / mx < 0.5 or mx != r:  # pinks and pale roses are not the flag's red
         return False
     hue = ((g - b) / (mx - mn)) % 6 * 60
     return hue < 22 or hue > 335
 
 
 def is_red(c: RGB) -> bool:
-    """A saturated red/crimson (hue within ~22 degrees of red)."""
+    """A saturated red/crimson (hue within ~22 degrees of red, HSV saturation >= 0.5)."""
     return _hue_is_red(tuple(int(v) for v in c[:3]))  # type: ignore[arg-type]
 
 
@@ -74,7 +74,9 @@ def _light(c: RGB) -> bool:
 
 def _white_or_yellow(c: RGB) -> bool:
     r, g, b = c[:3]
-    return min(r, g) > 200 and (b > 200 or b < 140)  # white, or a yellow whose blue is low
+    white = min(r, g, b) > 200 and max(r, g, b) - min(r, g, b) < 30
+    yellow = r > 190 and g > 160 and b < 140 and abs(r - g) < 70
+    return white or yellow
 
 
 def _greyscale(c: RGB) -> bool:
@@ -259,7 +261,7 @@ def dunes(draw, zone, cols, rng, s, avoid):
 
 def fog(draw, zone, cols, rng, s, avoid):
     x0, y0, x1, y1 = zone
-    for k in range(int(rng.integers(3, 6))):
+    for _ in range(int(rng.integers(3, 6))):
         y = rng.uniform(y0, y1)
         h = rng.uniform(4, 14) * s
         draw.rectangle((x0, y, x1, y + h), fill=_rgba(cols[-1], int(rng.integers(25, 60))))
@@ -282,7 +284,8 @@ def leaves(draw, zone, cols, rng, s, avoid):
     for x, y in _scatter(zone, int(rng.integers(14, 30)), rng, 14 * s, avoid):
         r = rng.uniform(5, 12) * s
         a = rng.uniform(0, np.pi)
-        pts = [(x + r * np.cos(a + t) * (1 if k % 2 == 0 else 0.35), y + r * np.sin(a + t) * (1 if k % 2 == 0 else 0.35))
+        pts = [(x + r * np.cos(a + t) * (1 if k % 2 == 0 else 0.35),
+                y + r * np.sin(a + t) * (1 if k % 2 == 0 else 0.35))
                for k, t in enumerate(np.linspace(0, 2 * np.pi, 4, endpoint=False))]
         draw.polygon(pts, fill=_rgba(cols[int(rng.integers(0, len(cols)))], 230))
 
@@ -325,9 +328,12 @@ def circles(draw, zone, cols, rng, s, avoid):
     """A few large soft overlapping circles (abstract): tinted, translucent, never red on light ground (rule 2)."""
     x0, y0, x1, y1 = zone
     for _ in range(int(rng.integers(2, 5))):
-        r = rng.uniform(0.12, 0.3) * (x1 - x0)
-        cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_rgba(cols[int(rng.integers(0, len(cols)))], 150))
+        r = rng.uniform(0.08, 0.25) * (x1 - x0)
+        for _ in range(12):  # whole circles in the free space, not circles cut by a text margin
+            cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
+            if not _hits(cx - r, cy - r, cx + r, cy + r, avoid):
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_rgba(cols[int(rng.integers(0, len(cols)))], 150))
+                break
 
 
 def orbit(draw, zone, cols, rng, s, avoid):
@@ -341,10 +347,21 @@ def orbit(draw, zone, cols, rng, s, avoid):
 
 
 def lines(draw, zone, cols, rng, s, avoid):
-    """Thin rules parallel to the top edge (letterpress feel): never radial."""
+    """Thin rules parallel to the top edge that frame the title group (letterpress feel): never radial."""
     x0, y0, x1, y1 = zone
-    for y in rng.uniform(y0, y1, int(rng.integers(2, 5))):
-        draw.rectangle((x0, y, x1, y + max(1, rng.uniform(1, 3) * s)), fill=_rgba(cols[int(rng.integers(0, len(cols)))], 200))
+    c = cols[int(rng.integers(0, len(cols)))]
+    width = max(1, round(rng.uniform(1, 2.5) * s))
+    if avoid:
+        title = max(avoid, key=lambda r: (r[2] - r[0]) * (r[3] - r[1]))
+        gap = rng.uniform(3, 10) * s
+        ys = [title[1] - gap - width, title[3] + gap]
+        if rng.random() < 0.5:  # a double rule
+            ys += [ys[0] - 4 * s, ys[1] + 4 * s]
+    else:
+        ys = list(rng.uniform(y0, y1, int(rng.integers(2, 4))))
+    for y in ys:
+        if y0 <= y <= y1 - width:
+            draw.rectangle((x0, y, x1, y + width), fill=_rgba(c, 220))
 
 
 DRAWERS: dict[str, Drawer] = {name: globals()[name] for name in MOTIFS}

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from .assets import FONTS, has_glyph, load_font
 from .backgrounds import THEMES, Theme, procedural_background, theme_for, theme_palette
-from .layout import DEFAULT_SHAPE, Box, Layout, Size, cover_size
+from .layout import DEFAULT_SHAPE, GRID, Box, Layout, Size, cover_size
 from .motifs import is_red
 
 __all__ = [
@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 MIN_CONTRAST = 4.5  # WCAG AA for normal text
 MIN_FONT_SIZE = 6
+# Hairline faces (Myeongjo's thin strokes, pen and brush) break up below this size, for readers and OCR alike:
+# smaller text in them is set in the Gothic fallback instead.
+THIN_FONTS = ("serif", "handwriting", "brush")
+MIN_THIN_FONT_SIZE = 22
 
 RGB = tuple[int, int, int]
 
@@ -166,7 +170,7 @@ class TypesetStyle:
     font lacks is drawn in the fallback face (per syllable, not the whole line)."""
 
     font: str = "sans"
-    align: str = "center"  # left | center | right
+    align: str = "center"  # left | center | right | auto (left for a box flush with the left margin, else centre)
     padding: float = 0.06  # fraction of the box's smaller side kept clear on each side
     stroke: str = "auto"  # auto (only when contrast needs it) | always | never
     stroke_ratio: float = 0.07  # stroke width as a fraction of the font size
@@ -186,8 +190,8 @@ class TypesetStyle:
         for f in (self.font, *(f for _, f in self.role_fonts)):
             if f not in FONTS:
                 raise ValueError(f"unknown font style {f!r}; choose one of {sorted(FONTS)}")
-        if self.align not in ("left", "center", "right"):
-            raise ValueError(f"align must be left, center or right, got {self.align!r}")
+        if self.align not in ("left", "center", "right", "auto"):
+            raise ValueError(f"align must be left, center, right or auto, got {self.align!r}")
         if self.stroke not in ("auto", "always", "never"):
             raise ValueError(f"stroke must be auto, always or never, got {self.stroke!r}")
         if self.vertical not in ("auto", "never"):
@@ -297,6 +301,8 @@ def fit_text(text: str, width: int, height: int, style: TypesetStyle = TypesetSt
         raise ValueError("nothing to typeset: empty text")
     font = font or style.font
     vertical = style.vertical == "auto" and is_vertical_candidate(text, width, height)
+    if vertical:
+        style = replace(style, align="center")
     options = [tuple(text)] if vertical else []
     max_lines = min(style.max_lines, max(1, len(text.replace(" ", ""))))
     if not vertical:
@@ -343,20 +349,25 @@ class PlacedText:
 
 
 def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle(), role: str = "title",
-                font: str | None = None) -> PlacedText:
+                font: str | None = None, panel_dark: bool | None = None) -> PlacedText:
     """Draw `box.text` into `image` (in place, RGB) so that all ink stays inside the box."""
     font = font or style.font_for(role)
     if font not in FONTS:
         raise ValueError(f"unknown font style {font!r}; choose one of {sorted(FONTS)}")
+    if style.align == "auto":  # a lone box: flush left when it hugs the left margin
+        style = replace(style, align="left" if box.l <= 12 and box.l + box.r < 120 else "center")
     bx0, by0, bx1, by1 = box.to_pixels(image.size)
     pad = max(1, round(min(bx1 - bx0, by1 - by0) * style.padding))
     inner_w, inner_h = max(1, bx1 - bx0 - 2 * pad), max(1, by1 - by0 - 2 * pad)
     fitted = fit_text(box.text, inner_w, inner_h, style, font)
+    if font in THIN_FONTS and fitted.size < MIN_THIN_FONT_SIZE:
+        fitted = fit_text(box.text, inner_w, inner_h, style, FALLBACK_FONT)
     ground = background_luminance_range(image, (bx0, by0, bx1, by1))
     avoid_red = role == "author"
     colour = pick_text_colour(ground, list(style.palette), avoid_red=avoid_red)
     if style.veil and (colour.stroke is not None or contrast_ratio(*ground) > style.max_ground_contrast):
-        colour = _apply_panel(image, (bx0, by0, bx1, by1), list(style.palette), style.max_ground_contrast, avoid_red)
+        colour = _apply_panel(image, (bx0, by0, bx1, by1), list(style.palette), style.max_ground_contrast, avoid_red,
+                              panel_dark)
     stroke_fill = colour.stroke
     stroke_width = fitted.stroke_width
     if style.stroke == "always" and stroke_fill is None:
@@ -399,24 +410,28 @@ def typeset_box(image: Image.Image, box: Box, style: TypesetStyle = TypesetStyle
 
 
 def _apply_panel(image: Image.Image, box_px: tuple[int, int, int, int], palette: list[RGB],
-                 max_ground_contrast: float = 2.0, avoid_red: bool = False) -> TextColour:
-    """Lay a solid panel (a colour taken from the image itself, pushed dark or light) under the box, as opaque as
-    makes a fill colour reach the contrast target and the ground calm; returns the colour. Clean edges, no blur."""
+                 max_ground_contrast: float = 2.0, avoid_red: bool = False, dark: bool | None = None) -> TextColour:
+    """Lay a solid panel (a colour taken from the image itself, pushed dark or light) under the box and a margin
+    around it, as opaque as makes a fill colour reach the contrast target and the ground calm; returns the colour.
+    Clean edges, no blur: a label on the art, not a smudge."""
     x0, y0, x1, y1 = box_px
+    m = max(3, round((y1 - y0) * 0.3))
+    panel_px = (max(0, x0 - m), max(0, y0 - m), min(image.width, x1 + m), min(image.height, y1 + m))
     lo, hi = background_luminance_range(image, box_px)
     region = np.asarray(image.crop(box_px).convert("RGB"), np.float32).reshape(-1, 3)
     mean = region.mean(0) if len(region) else np.array([128.0, 128.0, 128.0])
-    dark = (lo + hi) / 2 < 0.35
-    target = np.array([10, 10, 14] if dark else [250, 248, 242], np.float32)
-    tint = tuple(int(v) for v in mean * 0.18 + target * 0.82)  # keeps a hint of the art's hue
+    dark = (lo + hi) / 2 < 0.35 if dark is None else dark
+    target = np.array([12, 12, 16] if dark else [248, 246, 240], np.float32)
+    tint = tuple(int(v) for v in mean * 0.15 + target * 0.85)  # keeps a hint of the art's hue
     colour = pick_text_colour((lo, hi), palette, avoid_red=avoid_red)
-    for alpha in (0.82, 0.9, 0.96, 1.0):
-        panel = Image.new("RGB", (x1 - x0, y1 - y0), tint)
-        trial = Image.blend(image.crop(box_px).convert("RGB"), panel, alpha)
-        ground = background_luminance_range(trial, (0, 0, trial.width, trial.height))
+    crop = image.crop(panel_px).convert("RGB")
+    inner = (x0 - panel_px[0], y0 - panel_px[1], x1 - panel_px[0], y1 - panel_px[1])
+    for alpha in (0.96, 1.0):  # nearly opaque: a hint of the art shows through, its texture does not
+        trial = Image.blend(crop, Image.new("RGB", crop.size, tint), alpha)
+        ground = background_luminance_range(trial, inner)
         colour = pick_text_colour(ground, palette, avoid_red=avoid_red)
         if (colour.stroke is None and contrast_ratio(*ground) <= max_ground_contrast) or alpha == 1.0:
-            image.paste(trial, (x0, y0))
+            image.paste(trial, panel_px[:2])
             break
     return colour
 
@@ -427,10 +442,24 @@ def typeset_layout(image: Image.Image, layout: Layout, style: TypesetStyle = Typ
 
     `roles` (default: `infer_roles`) pick each box's font from `style.role_fonts`; `fonts` overrides per box."""
     roles = list(roles) if roles is not None else infer_roles(layout)
+    if style.align == "auto":
+        style = replace(style, align=layout_alignment(layout))
     fonts = list(fonts) if fonts is not None else [None] * len(layout)
     if len(roles) != len(layout) or len(fonts) != len(layout):
         raise ValueError(f"need one role and one font per box ({len(layout)}), got {len(roles)} and {len(fonts)}")
-    return [typeset_box(image, box, style, role, font) for box, role, font in zip(layout, roles, fonts)]
+    # One panel tone for the whole cover (where panels are needed), from the ground under all the boxes together.
+    lums = [background_luminance_range(image, b.to_pixels(image.size)) for b in layout]
+    panel_dark = float(np.mean([(lo + hi) / 2 for lo, hi in lums])) < 0.35 if lums else None
+    return [typeset_box(image, box, style, role, font, panel_dark) for box, role, font in zip(layout, roles, fonts)]
+
+
+def layout_alignment(layout: Layout) -> str:
+    """'left' when every horizontal box starts at the same column and some box stops short of mirroring it (the
+    planner's flush-left placements keep a ragged right edge), else 'center'."""
+    rows = [b for b in layout if b.width >= b.height]
+    if rows and len({b.l for b in rows}) == 1 and any(b.l + b.r < GRID - 8 for b in rows):
+        return "left"
+    return "center"
 
 
 def image_palette(image: Image.Image, n: int = 6) -> tuple[RGB, ...]:
@@ -449,7 +478,7 @@ def cover_style(description: str = "", font: str = "auto", body_font: str = "aut
     if font != "auto" and body_font == "auto":
         fonts["subtitle"] = font
     pal = tuple(palette) if palette is not None else theme_palette(description)
-    return TypesetStyle(font=fonts["title"], palette=pal, role_fonts=tuple(fonts.items()))
+    return TypesetStyle(font=fonts["title"], palette=pal, role_fonts=tuple(fonts.items()), align="auto")
 
 
 def typeset_cover(

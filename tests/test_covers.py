@@ -11,7 +11,7 @@ from kordiff.layout import Box, Layout
 from kordiff.ocr import ImageScore, score_reads
 
 LAYOUT = Layout.of([Box("작은 정원", 16, 20, 112, 44)])
-FAST = CoverOptions(num_inference_steps=1, guidance_scale=1.0, size=256)  # one UNet call, no CFG batch
+FAST = CoverOptions(num_inference_steps=1, guidance_scale=1.0, width=256)  # one UNet call, no CFG batch
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +58,32 @@ def test_typeset_mode_reads_back_and_is_deterministic():
     a = make_covers("typeset", LAYOUT, description="forest", n=2, seed=5, options=FAST)
     b = make_covers("typeset", LAYOUT, description="forest", n=2, seed=5, options=FAST)
     assert {c.seed for c in a} == {5, 6}
-    assert all(c.mode == "typeset" and c.image.size == (256, 256) for c in a)
+    assert all(c.mode == "typeset" and c.image.size == (256, 384) for c in a)  # portrait by default
     assert all(c.score is not None and c.score.correct for c in a)  # real OCR reads the exact title
     assert [c.image.tobytes() for c in a] == [c.image.tobytes() for c in b]
 
 
 def test_scoring_can_be_switched_off():
-    covers = make_covers("typeset", LAYOUT, n=1, options=CoverOptions(size=128, score=False))
+    covers = make_covers("typeset", LAYOUT, n=1, options=CoverOptions(width=128, score=False))
     assert covers[0].score is None and covers[0].rank_value == 0.0
+
+
+def test_default_cover_is_portrait_and_square_on_request():
+    assert CoverOptions().size == (512, 768)
+    (portrait,) = make_covers("typeset", LAYOUT, n=1, options=CoverOptions(score=False))
+    (square,) = make_covers("typeset", LAYOUT, n=1, options=CoverOptions(shape="square", score=False))
+    assert portrait.image.size == (512, 768) and square.image.size == (512, 512)
+    with pytest.raises(ValueError, match="shape"):
+        CoverOptions(shape="landscape-ish")
 
 
 def test_diffusion_mode_runs_the_pipeline(pipe):
     covers = make_covers("diffusion", LAYOUT, "작은 정원", n=2, seed=3, pipeline=pipe, options=FAST)
     assert sorted(c.seed for c in covers) == [3, 4]
-    assert all(c.image.size == (pipe.image_size, pipe.image_size) for c in covers)
+    # The pipeline's native width at the cover's shape: latents 4 x 96 x 64 for SD1.5 at 512x768.
+    assert all(c.image.size == (pipe.image_size, pipe.image_size * 3 // 2) for c in covers)
+    square = make_covers("diffusion", LAYOUT, "작은 정원", n=1, pipeline=pipe, options=replace(FAST, shape="square"))
+    assert square[0].image.size == (pipe.image_size, pipe.image_size)
     assert all(c.score is not None and not c.score.correct for c in covers)  # random weights draw no text
 
 

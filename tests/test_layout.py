@@ -59,3 +59,30 @@ def test_render_layout_draws_boxes():
     x0, y0, x1, y1 = layout[0].to_pixels(256)
     assert img.getpixel((x0, (y0 + y1) // 2)) != (255, 255, 255)  # outline drawn
     assert img.getpixel((5, 250)) == (255, 255, 255)  # outside untouched
+
+
+def test_cover_sizes_are_one_api():
+    from kordiff.layout import COVER_SIZES, DEFAULT_SHAPE, cover_size
+
+    assert DEFAULT_SHAPE == "portrait" and cover_size() == (512, 768) == COVER_SIZES["portrait"]
+    assert cover_size("square") == (512, 512) and cover_size("portrait", width=256) == (256, 384)
+    assert cover_size(300) == (300, 300) and cover_size((200, 300)) == (200, 300)
+    w, h = cover_size()
+    assert abs(h / w - 225 / 152) < 0.05  # 신국판 152x225 mm is about 2:3
+    with pytest.raises(LayoutError, match="shape"):
+        cover_size("poster")
+
+
+def test_grid_spans_each_axis_of_a_portrait_cover():
+    box = Box("제목", 32, 32, 96, 64)
+    assert box.to_pixels((512, 768)) == (128, 192, 384, 384)  # 4 px per column, 6 px per row
+    assert box.to_pixels(512) == box.to_pixels((512, 512)) == (128, 128, 384, 256)
+    assert Box.from_pixels("제목", 128, 192, 384, 384, size=(512, 768)) == box
+    full = Box("제목", 0, 0, GRID, GRID)
+    assert full.to_pixels((512, 768)) == (0, 0, 512, 768)
+
+
+def test_render_layout_defaults_to_portrait():
+    layout = Layout((Box("별빛의 속삭임", 10, 10, 118, 40),))
+    assert render_layout(layout).size == (512, 768)
+    assert render_layout(layout, size="square").size == (512, 512)

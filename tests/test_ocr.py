@@ -23,6 +23,7 @@ from kordiff.ocr import (
     sentence_correct,
     unreadable_chars,
 )
+from kordiff.planner import HeuristicPlanner
 from kordiff.typeset import TypesetStyle, typeset_cover, typeset_layout
 
 # --- pure scores ------------------------------------------------------------------------------------------------
@@ -169,9 +170,20 @@ def test_crop_stays_inside_image(reader):
     assert crop.width > 0 and crop.height > 0
 
 
-def test_score_rejects_non_square(reader):
-    with pytest.raises(ValueError, match="square"):
-        reader.score(Image.new("RGB", (512, 256)), _title_layout("하늘"))
+def test_portrait_and_square_covers_read_at_their_boxes(reader):
+    """The grid spans each axis: the same layout reads on 512x768 and 512x512 covers."""
+    layout = Layout.of([Box("바다가 들려준 이야기", 8, 16, 120, 30), Box("김하늘", 48, 110, 80, 118)])
+    for shape in ("portrait", "square"):
+        image = typeset_cover(layout, "sea", seed=0, size=shape)
+        assert [normalise(r.text) for r in reader.read_layout(image, layout)] == ["바다가들려준이야기", "김하늘"]
+
+
+def test_vertical_titles_read_top_to_bottom(reader):
+    for title, desc in [("불꽃처럼", "war"), ("별빛", "night"), ("고양이", "forest"), ("첫눈", "winter")]:
+        layout = HeuristicPlanner(placement="vertical").plan(title, author="김하늘").layout
+        assert layout[0].height > layout[0].width
+        image = typeset_cover(layout, desc, seed=0)
+        assert reader.score(image, layout, full_image=False).correct, title
 
 
 def test_read_on_small_pipeline_size(reader):

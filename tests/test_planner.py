@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from kordiff.assets import load_font
-from kordiff.layout import GRID, Box, Layout
+from kordiff.layout import GRID, Box, Layout, cover_size
 from kordiff.planner import (
     PLACEMENTS,
     HeuristicConfig,
@@ -460,13 +460,48 @@ def test_heuristic_is_a_planner_and_deterministic():
 
 
 def test_seed_chooses_among_all_placements_and_placement_forces_one():
-    tops = {HeuristicPlanner(seed=s).plan("별빛의 속삭임").layout[0].t for s in range(30)}
-    assert len(tops) == 3
+    firsts = {HeuristicPlanner(seed=s).plan("별의 노래").layout[0] for s in range(40)}
+    assert len({(b.l, b.t) for b in firsts}) == 5  # every horizontal placement; vertical needs a short title
+    short = {HeuristicPlanner(seed=s).plan("별빛").layout[0] for s in range(40)}
+    assert any(b.height > b.width for b in short)  # ... which gets the vertical one too
     by_placement = {p: HeuristicPlanner(seed=0, placement=p).plan("별빛의 속삭임").layout[0] for p in PLACEMENTS}
     assert by_placement["top"].t < by_placement["centre"].t < by_placement["bottom"].t
     assert len({HeuristicPlanner(seed=s, placement="bottom").plan("별빛").layout for s in range(10)}) == 1
     with pytest.raises(ValueError):
         HeuristicPlanner(placement="left")
+
+
+@pytest.mark.parametrize("shape", ["portrait", "square"])
+def test_placements_follow_cover_conventions(shape):
+    config = HeuristicConfig(shape=shape)
+
+    def plan(placement, title="밤하늘의 별을 세는 법"):
+        planner = HeuristicPlanner(placement=placement, config=config)
+        return planner.plan(title, subtitle="어느 기록", author="김하늘").layout
+
+    for p in ("top", "top-left"):
+        title, *_, author = plan(p)
+        assert title.t < GRID / 3 and author.b >= GRID - config.margin - 1  # title in the upper third, author at foot
+    for p in ("top-left", "bottom-left"):
+        assert all(b.l == config.margin for b in plan(p))  # flush left
+    assert all(b.l + b.r == pytest.approx(GRID, abs=2) for b in plan("top"))  # centred
+    vertical = plan("vertical", "불꽃처럼")
+    assert vertical[0].text == "불꽃처럼" and vertical[0].r == GRID - config.margin - 2
+    x0, y0, x1, y1 = vertical[0].to_pixels(cover_size(shape))
+    assert y1 - y0 > 3 * (x1 - x0)  # a column of four syllables
+    assert vertical[-1].b >= GRID - config.margin - 1
+    assert len(plan("vertical", "밤하늘의 별을 세는 법")) == len(plan("top-left"))  # long titles fall back
+    assert plan("vertical", "밤하늘의 별을 세는 법") == plan("top-left")
+
+
+def test_portrait_boxes_keep_the_text_proportions():
+    """On 512x768 a grid row is 6 px and a column 4 px: boxes are 1.5x fewer rows for the same text shape."""
+    square_config = HeuristicConfig(shape="square")
+    square = HeuristicPlanner(placement="centre", config=square_config).plan("별빛의 속삭임").layout[0]
+    portrait = HeuristicPlanner(placement="centre").plan("별빛의 속삭임").layout[0]
+    sq = square.to_pixels((512, 512))
+    po = portrait.to_pixels((512, 768))
+    assert (po[2] - po[0]) / (po[3] - po[1]) == pytest.approx((sq[2] - sq[0]) / (sq[3] - sq[1]), rel=0.12)
 
 
 @pytest.mark.parametrize(
@@ -526,14 +561,15 @@ def test_heuristic_boxes_stay_inside_the_grid_with_margins(title, placement):
 
 
 def test_box_aspect_matches_the_measured_text():
-    layout = HeuristicPlanner(placement="centre").plan("별빛의 속삭임").layout
+    square = HeuristicConfig(shape="square")
+    layout = HeuristicPlanner(placement="centre", config=square).plan("별빛의 속삭임").layout
     (box,) = layout
     font = load_font("sans", 64)
     x0, y0, x1, y1 = font.getbbox("한")
     expected = font.getlength("별빛의 속삭임") / (y1 - y0)
     assert box.width / box.height == pytest.approx(expected, rel=0.12)
-    wide = HeuristicPlanner(placement="centre").plan("The Secret Garden").layout[0]
-    assert wide.width / wide.height == pytest.approx(font.getlength("The Secret Garden") / (y1 - y0), rel=0.12)
+    for wide in HeuristicPlanner(placement="centre", config=square).plan("The Secret Garden").layout:
+        assert wide.width / wide.height == pytest.approx(font.getlength(wide.text) / (y1 - y0), rel=0.12)
 
 
 def test_subtitle_and_author_roles():

@@ -173,7 +173,8 @@ def test_bad_style_is_a_clear_error():
 @pytest.mark.parametrize("desc,theme", [
     ("a quiet night with stars", "night"), ("숲속의 오두막", "forest"), ("푸른 바다 이야기", "sea"),
     ("autumn leaves", "autumn"), ("도시의 골목", "city"), ("", "plain"), ("수학 공부", "science"),
-    ("무서운 공포 이야기", "mystery"),
+    ("무서운 공포 이야기", "horror"), ("dark mysterious forest, horror", "horror"), ("sea waves", "sea"),
+    ("city skyline", "city"), ("봄날의 벚꽃", "spring"), ("night sky", "night"), ("슬픈 이별 이야기", "plain"),
 ])
 def test_theme_from_description_words(desc, theme):
     assert theme_for(desc).name == theme
@@ -194,10 +195,12 @@ def test_night_is_darker_than_winter():
 
 def test_typeset_cover_is_fast_and_sized():
     layout = Layout.of([Box("밤하늘의 별을 세는 법", 8, 20, 120, 44), Box("김하늘 지음", 40, 100, 88, 112)])
+    typeset_cover(layout, "forest", seed=1)  # warm the font caches (the first cover loads the faces)
     t = time.perf_counter()
     image = typeset_cover(layout, "night", seed=0)
     assert time.perf_counter() - t < 1.0
-    assert image.size == (512, 512)
+    assert image.size == (512, 768)  # portrait by default
+    assert typeset_cover(layout, "night", size="square").size == (512, 512)
 
 
 def test_typeset_cover_on_given_background_keeps_its_size():
@@ -205,3 +208,116 @@ def test_typeset_cover_on_given_background_keeps_its_size():
     image = typeset_cover(Layout.of([Box("하늘", 32, 32, 96, 64)]), background=bg, size=256)
     assert image.size == (256, 256)
     assert bg.getpixel((128, 96)) == (255, 255, 255)  # the caller's image is not drawn on
+
+
+# --- covers a Korean reader would pick up: shape, hierarchy, fonts by role ----------------------------------------
+
+from kordiff.assets import has_glyph  # noqa: E402
+from kordiff.planner import PLACEMENTS, HeuristicConfig, HeuristicPlanner  # noqa: E402
+from kordiff.typeset import _runs, _text_mask, cover_style, infer_roles, mood_fonts  # noqa: E402
+
+
+def _ink_height(before: np.ndarray, after: np.ndarray, box_px) -> int:
+    """Rows of a box whose pixels the typesetter changed: the rendered text's real height."""
+    x0, y0, x1, y1 = box_px
+    changed = np.abs(after[y0:y1, x0:x1].astype(int) - before[y0:y1, x0:x1].astype(int)).max(axis=2) > 40
+    rows = np.where(changed.any(axis=1))[0]
+    return int(rows[-1] - rows[0] + 1) if len(rows) else 0
+
+
+@pytest.mark.parametrize("shape", ["portrait", "square"])
+@pytest.mark.parametrize("title", ["별빛", "밤하늘의 별을 세는 법", "작은 행복의 발견을 위한 아주 긴 여행의 기록",
+                                   "나의 첫 번째 요리책"])
+def test_title_dominates_subtitle_and_author_in_rendered_ink(title, shape):
+    """Measured on the pixels: title >= 1.8x the subtitle's height and >= 2.5x the author's, every placement."""
+    for placement in PLACEMENTS:
+        planner = HeuristicPlanner(placement=placement, config=HeuristicConfig(shape=shape))
+        plan = planner.plan(title, subtitle="어느 천문학자의 기록", author="김하늘")
+        layout = plan.layout
+        roles = ["title"] * (len(layout) - 2) + ["subtitle", "author"]
+        assert infer_roles(layout) == roles  # the typesetter sees the planner's hierarchy
+        for desc in ("night sky", "조선 역사", "아이들 동화"):
+            background = procedural_background(desc, shape, seed=0, quiet=layout)
+            image = background.copy()
+            placed = typeset_layout(image, layout, cover_style(desc))
+            before, after = np.asarray(background), np.asarray(image)
+            heights = [_ink_height(before, after, p.box_px) for p in placed]
+            title_h = min(h for h, r in zip(heights, roles) if r == "title")
+            assert title_h >= 1.8 * heights[-2], (placement, desc, heights)
+            assert title_h >= 2.5 * heights[-1], (placement, desc, heights)
+
+
+def test_fonts_follow_the_mood_or_the_user():
+    assert mood_fonts("조선 역사")["title"] == "serif"
+    assert mood_fonts("rainy city street")["title"] == "sans"
+    assert mood_fonts("아이들 동화")["title"] == "display"
+    assert mood_fonts("night", title_font="brush") == {"title": "brush", "subtitle": "sans", "author": "sans"}
+    style = cover_style("night", font="serif")
+    assert style.font_for("title") == style.font_for("subtitle") == "serif"
+    assert cover_style("night", font="serif", body_font="handwriting").font_for("author") == "handwriting"
+
+
+def test_per_box_fonts_override_roles():
+    layout = Layout.of([Box("별빛의 속삭임", 8, 10, 120, 40), Box("김하늘", 40, 106, 88, 118)])
+    placed = typeset_layout(Image.new("RGB", (512, 512), "white"), layout, cover_style("night"),
+                            fonts=["brush", None])
+    assert placed[0].fitted.font == "brush" and placed[1].role == "author"
+    with pytest.raises(ValueError, match="one role"):
+        typeset_layout(Image.new("RGB", (64, 64)), layout, roles=["title"])
+
+
+def test_a_syllable_the_display_font_lacks_falls_back_alone():
+    missing = next(ch for ch in "뷁똠쀍햏꽑" if not has_glyph("display", ch))
+    assert _runs(f"가{missing}나", "display") == [("display", "가"), ("sans", missing), ("display", "나")]
+    mask = np.asarray(_text_mask((f"가{missing}나",), "display", 48, 0, "center", 0))
+    cols = np.where(mask.max(axis=0) > 0)[0]
+    third = (cols[-1] - cols[0]) / 3
+    middle = mask[:, int(cols[0] + third) : int(cols[0] + 2 * third)]
+    assert middle.max() > 0  # the missing syllable is drawn (in the fallback face), not left blank
+    image = Image.new("RGB", (512, 512), "white")
+    (placed,) = typeset_layout(image, Layout.of([Box(f"가{missing}나", 8, 10, 120, 40)]), TypesetStyle(font="display"))
+    assert placed.fitted.font == "display"  # the line keeps its face; only the syllable falls back
+
+
+def test_author_name_is_never_red():
+    reds = ((200, 20, 30), (170, 10, 40))
+    layout = Layout.of([Box("붉은 노을", 8, 10, 120, 40), Box("김하늘", 40, 110, 88, 120)])
+    placed = typeset_layout(Image.new("RGB", (512, 512), "white"), layout, TypesetStyle(palette=reds))
+    from kordiff.motifs import is_red
+
+    assert is_red(placed[0].colour.fill)  # red titles are fine
+    assert not is_red(placed[1].colour.fill) and placed[1].role == "author"
+
+
+def test_short_korean_title_in_a_column_is_set_vertically():
+    box = Box("불꽃처럼", 100, 8, 120, 60)
+    image = Image.new("RGB", (512, 768), "white")
+    placed = typeset_box(image, box, TypesetStyle())
+    assert placed.fitted.vertical and placed.fitted.lines == ("불", "꽃", "처", "럼")
+    x0, y0, x1, y1 = placed.ink_px
+    assert y1 - y0 > 3 * (x1 - x0)  # a column, not a squeezed line
+    assert not typeset_box(image, Box("불꽃처럼", 8, 70, 120, 90), TypesetStyle()).fitted.vertical
+    assert not typeset_box(image, box, TypesetStyle(vertical="never")).fitted.vertical
+
+
+def test_thin_faces_switch_to_gothic_when_small():
+    image = Image.new("RGB", (512, 512), "white")
+    small = typeset_box(image, Box("김하늘 지음", 50, 120, 78, 124), TypesetStyle(font="serif"))
+    big = typeset_box(image, Box("별빛의 속삭임", 8, 10, 120, 40), TypesetStyle(font="serif"))
+    assert small.fitted.font == "sans" and big.fitted.font == "serif"
+
+
+def test_hybrid_text_colours_come_from_the_art_and_busy_ground_gets_a_solid_panel():
+    from kordiff.typeset import image_palette
+
+    art = Image.new("RGB", (512, 768), (20, 40, 120))
+    art.paste((240, 200, 60), (0, 384, 512, 768))
+    palette = image_palette(art, 4)
+    assert (20, 40, 120) in palette and (240, 200, 60) in palette
+    busy = Image.fromarray(((np.indices((768, 512)).sum(0) // 8) % 2 * 255).astype(np.uint8)).convert("RGB")
+    box = Box("작은 정원", 16, 20, 112, 36)
+    placed = typeset_box(busy, box, cover_style("", palette=image_palette(busy)))
+    x0, y0, x1, y1 = placed.box_px
+    m = (y1 - y0) // 4
+    band = np.asarray(busy)[y0 - m : y0, x0:x1]  # the panel reaches past the box: no checkerboard at its edge
+    assert band.std() < 10 and placed.colour.contrast >= MIN_CONTRAST
