@@ -172,7 +172,9 @@ def test_generate_shows_seeds_preview_prompt_and_is_deterministic(cover_app, pla
     assert "[마][음][의][ ][바][다]" in shown["prompt"] and "book cover with a title of 마음의 바다" in shown["prompt"]
     assert all(caption in shown["details"] for _, caption in gallery)
     again = gen(cover_app, rows, seed=11, n=2)["gallery"]
-    size = app.pipeline_for("tiny-random").image_size
+    from kordiff.shared import pipeline_for
+
+    size = pipeline_for("tiny-random").image_size
     assert gallery[0][0].size == (size, size * 3 // 2)  # covers: portrait default
     assert all(np.array_equal(np.asarray(a[0]), np.asarray(b[0])) for a, b in zip(again, gallery))
 
