@@ -47,7 +47,7 @@ CSS += """
 .gradio-container { font-family: 'KorDiff Hangul', var(--font), 'NanumSquare', 'Noto Sans CJK KR', sans-serif; }
 #canvas button[aria-label^='Rotate'] { display: none; }  /* rotation is not part of a layout */
 #status { border-left: 4px solid var(--color-accent); padding-left: 8px; }
-#table table * { font-family: 'KorDiff Hangul', var(--font-mono), monospace; }
+#table * { font-family: 'KorDiff Hangul', var(--font-mono), monospace; }
 @media (max-width: 640px) { #table th, #table td { padding: 2px !important; font-size: 13px; } }
 """
 LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)], "max_file_size": "2mb",
