@@ -47,6 +47,7 @@ CSS += """
 .gradio-container { font-family: 'KorDiff Hangul', var(--font), 'NanumSquare', 'Noto Sans CJK KR', sans-serif; }
 #canvas button[aria-label^='Rotate'] { display: none; }  /* rotation is not part of a layout */
 #status { border-left: 4px solid var(--color-accent); padding-left: 8px; }
+#table * { font-family: 'KorDiff Hangul', var(--font-mono), monospace; }
 @media (max-width: 640px) { #table th, #table td { padding: 2px !important; font-size: 13px; } }
 """
 LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)], "max_file_size": "2mb",
@@ -90,7 +91,7 @@ class CoverApp:
         self.caps = startup_capabilities(config.model)
         self.config = replace(config, planner=config.planner or self.caps.default_planner,
                               mode=config.mode or self.caps.default_mode)
-        self.status = self.caps.status or "Everything is on: GPU, diffusion weights and the M1 planner."
+        self.status = _md(self.caps.status or "Everything is on: GPU, diffusion weights and the M1 planner.")
 
     def plan(self, title, subtitle, author, description, planner, mode="typeset"):
         """Title (+ subtitle, author) -> (canvas, table, planner output, notices, planned layout for Reset)."""
@@ -178,7 +179,7 @@ class CoverApp:
             editing.check_budget(num_images, steps, decision.mode, self.caps.gpu)
             seed = random.randint(0, MAX_SEED) if randomise else editing.check_number("Seed", seed, 0, MAX_SEED, True)
         except (ValueError, ModeError) as e:
-            yield _failed(f"**Error:** {e}")
+            yield _failed([f"**Error:** {e}"])
             return
         notices = [*text.notices, *edit.notices, *decision.notices]
         try:
@@ -187,8 +188,13 @@ class CoverApp:
             yield from _covers(decision, args, seed, num_images, _notify(notices))
         except ModelUnavailableError as e:
             logger.warning("model unavailable: %s", str(e).splitlines()[0])
-            status = f"**The diffusion model could not be loaded:** {e} The 'typeset' mode works without weights."
-            yield _failed(f"**Error:** {e}", status=status, offer_typeset=True)
+            status = _md(f"**The diffusion model could not be loaded:** {e} The 'typeset' mode works without weights.")
+            yield _failed([*notices, f"**Error:** {e}"], status=status, offer_typeset=True)
+        except Exception as e:  # out of memory, a broken checkpoint: the reason on the page, the trace in the log
+            logger.exception("generation failed")
+            hint = " Try fewer images or steps." if "out of memory" in str(e).lower() else ""
+            reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            yield _failed([*notices, f"**Generation failed:** {reason}.{hint}"])
 
 
 def _covers(decision, args, seed: int, n: int, notices: str):
@@ -232,8 +238,11 @@ def _diffuse(model, title, description, layout, steps, guidance, scheduler, seed
     import kordiff
     from kordiff.shared import pipeline_for
 
-    return pipeline_for(model)(kordiff.book_caption(title, description), layout, num_images=1,
-                               num_inference_steps=steps, guidance_scale=guidance, seed=seed, scheduler=scheduler)
+    pipe = pipeline_for(model)
+    w, h = kordiff.cover_size(kordiff.DEFAULT_SHAPE, pipe.image_size)  # the canvas's shape at the model's width
+    h -= h % pipe.size_multiple
+    return pipe(kordiff.book_caption(title, description), layout, num_images=1, num_inference_steps=steps,
+                guidance_scale=guidance, seed=seed, scheduler=scheduler, width=w, height=h)
 
 
 @gpu
@@ -246,8 +255,8 @@ def _make_cover(mode, model, title, description, layout, steps, guidance, schedu
     return make_covers(mode, layout, title, description, n=1, seed=seed, pipeline=pipe, options=options)
 
 
-def _failed(message: str, status=None, offer_typeset=False):
-    out = (gr.skip(), gr.skip(), gr.skip(), _notify([message]), gr.skip(), gr.skip(), status or gr.skip())
+def _failed(notices: list[str], status=None, offer_typeset=False):
+    out = (gr.skip(), gr.skip(), gr.skip(), _notify(notices), gr.skip(), gr.skip(), status or gr.skip())
     return out + (gr.update(visible=True),) if offer_typeset else out + (gr.skip(),)
 
 
@@ -260,7 +269,11 @@ def _notify(notices) -> str:
     notices = editing.dedupe(notices)
     for n in notices:
         gr.Warning(n.replace("**", ""))
-    return "\n".join(f"- {n}" for n in notices)
+    return "\n".join(f"- {_md(n)}" for n in notices)
+
+
+def _md(text: str) -> str:
+    return text.replace("~", "\\~")  # "~4 GB ... ~1 GB" is not strikethrough
 
 
 def _plan_m1(title, description, keywords, model, quantization):

@@ -27,7 +27,7 @@ class HeuristicConfig:
     1/1.9 and the author at most 1/2.6 of the title's height, whatever clamping the width forced."""
 
     margin: int = 8  # grid cells kept clear on every side (each axis)
-    max_line_syllables: float = 9.0  # a title line holds at most this many Hangul syllables (Latin letters ~0.55)
+    max_line_syllables: float = 8.0  # a title line holds at most this many Hangul syllables (Latin letters ~0.55)
     title_height: float = 20.0  # tallest title line (width cells: 80 px at 512); long lines shrink to fit the width
     subtitle_scale: float = 0.45  # subtitle line height relative to the title's
     author_scale: float = 0.34  # author line height relative to the title's

@@ -3,11 +3,11 @@
 RULES (what a careful Korean cover designer would flag; `check_design` enforces them, tests run it over many
 descriptions and seeds):
 
-1. No rays. No sunburst, no radial stripes, no lines fanning out from a point -- alone or, worst of all, around a
-   disc. Red/orange rays around a sun is the Rising Sun flag (욱일기), deeply offensive in Korea. There is no
-   "rays" motif, and nothing here draws a line through a common centre.
+1. No rays. No sunburst, no radial stripes, no set of lines or wedges radiating from a common centre -- alone or,
+   worst of all, around a disc. Red/orange rays around a sun is the Rising Sun flag (욱일기), deeply offensive in
+   Korea. There is no "rays" motif; stripes run parallel to an edge, rain falls in one direction.
 2. No red disc on a light ground (the Japanese flag, 일장기). A sun is a plain disc without rays, in yellow or
-   soft orange, sitting low over hills or a horizon; any disc on a light ground is never red.
+   soft orange, sitting low over hills or a horizon; the backgrounds go further and never draw a red disc at all.
 3. No white or yellow chrysanthemum-like flowers (국화, funeral flowers), and no flowers at all on a mourning
    palette (black and white only): that reads as a funeral wreath (조화). Blossoms are five-petal plum/cherry/azalea
    shapes in pink, coral or warm colours, and only on themes whose mood is not sombre.

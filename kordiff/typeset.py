@@ -426,7 +426,7 @@ def _apply_panel(image: Image.Image, box_px: tuple[int, int, int, int], palette:
     colour = pick_text_colour((lo, hi), palette, avoid_red=avoid_red)
     crop = image.crop(panel_px).convert("RGB")
     inner = (x0 - panel_px[0], y0 - panel_px[1], x1 - panel_px[0], y1 - panel_px[1])
-    for alpha in (0.9, 0.95, 1.0):
+    for alpha in (0.96, 1.0):  # nearly opaque: a hint of the art shows through, its texture does not
         trial = Image.blend(crop, Image.new("RGB", crop.size, tint), alpha)
         ground = background_luminance_range(trial, inner)
         colour = pick_text_colour(ground, palette, avoid_red=avoid_red)

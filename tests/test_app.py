@@ -106,7 +106,8 @@ def test_m1_planner_path_with_a_tiny_llama(tiny_llama_dir, tmp_path):
     assert {r[0] for r in rows} == {TITLE, "김하늘"} and "M1 planner unavailable" not in notices
     missing = app.CoverApp(app.AppConfig(model="tiny-random", planner="m1", m1_model=str(tmp_path / "no-m1")))
     _, rows, raw, notices, _ = missing.plan(TITLE, "", "", "", "m1", "typeset")
-    assert raw.startswith("# planner: heuristic") and "(Could not load the M1 layout planner" in notices
+    assert raw.startswith("# planner: heuristic")
+    assert "M1 planner unavailable (Could not load the M1 layout planner" in notices
 
 
 def test_notices_apply_to_the_chosen_mode(cover_app):
@@ -168,11 +169,13 @@ def test_generate_shows_seeds_preview_prompt_and_is_deterministic(cover_app, pla
     gallery = shown["gallery"]
     assert sorted(c.split(" · ")[0] for _, c in gallery) == ["seed 11", "seed 12"] and shown["seed"] == 11
     assert shown["preview"].size == editing.CANVAS_SIZE
-    w, h = gallery[0][0].size
-    assert h == w * 3 // 2  # covers: portrait by default
     assert "[마][음][의][ ][바][다]" in shown["prompt"] and "book cover with a title of 마음의 바다" in shown["prompt"]
     assert all(caption in shown["details"] for _, caption in gallery)
     again = gen(cover_app, rows, seed=11, n=2)["gallery"]
+    from kordiff.shared import pipeline_for
+
+    size = pipeline_for("tiny-random").image_size
+    assert gallery[0][0].size == (size, size * 3 // 2)  # covers: portrait default
     assert all(np.array_equal(np.asarray(a[0]), np.asarray(b[0])) for a, b in zip(again, gallery))
 
 
@@ -184,6 +187,8 @@ def test_randomise_draws_a_seed_and_reports_it(cover_app, planned):
 def test_generate_without_boxes_explains(cover_app):
     shown = gen(cover_app, [])
     assert len(shown["gallery"]) == 1 and "No text boxes" in shown["notices"]
+    image = shown["gallery"][0][0]
+    assert image.height > image.width  # the canvas's (portrait) shape at the model's width
 
 
 def test_typeset_shows_no_prompt_notices_and_says_what_is_not_scorable(cover_app):
@@ -261,3 +266,12 @@ def test_help_does_not_import_gradio_or_torch():
     root = app.__file__.rsplit("/", 1)[0]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
     assert out.returncode == 0 and out.stdout.strip().endswith("[]"), out.stderr
+
+
+def test_an_unexpected_failure_is_reported_on_the_page(cover_app, monkeypatch):
+    def broken(*a):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(app, "_make_cover", broken)
+    shown = gen(cover_app, [[TITLE, 8, 10, 120, 40]], mode="typeset")
+    assert "**Generation failed:** CUDA out of memory. Tried to allocate 2 GiB. Try fewer images" in shown["notices"]

@@ -305,3 +305,19 @@ def test_thin_faces_switch_to_gothic_when_small():
     small = typeset_box(image, Box("김하늘 지음", 50, 120, 78, 124), TypesetStyle(font="serif"))
     big = typeset_box(image, Box("별빛의 속삭임", 8, 10, 120, 40), TypesetStyle(font="serif"))
     assert small.fitted.font == "sans" and big.fitted.font == "serif"
+
+
+def test_hybrid_text_colours_come_from_the_art_and_busy_ground_gets_a_solid_panel():
+    from kordiff.typeset import image_palette
+
+    art = Image.new("RGB", (512, 768), (20, 40, 120))
+    art.paste((240, 200, 60), (0, 384, 512, 768))
+    palette = image_palette(art, 4)
+    assert (20, 40, 120) in palette and (240, 200, 60) in palette
+    busy = Image.fromarray(((np.indices((768, 512)).sum(0) // 8) % 2 * 255).astype(np.uint8)).convert("RGB")
+    box = Box("작은 정원", 16, 20, 112, 36)
+    placed = typeset_box(busy, box, cover_style("", palette=image_palette(busy)))
+    x0, y0, x1, y1 = placed.box_px
+    m = (y1 - y0) // 4
+    band = np.asarray(busy)[y0 - m : y0, x0:x1]  # the panel reaches past the box: no checkerboard at its edge
+    assert band.std() < 10 and placed.colour.contrast >= MIN_CONTRAST
