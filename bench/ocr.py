@@ -6,13 +6,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from kordiff.evaluate import load_titles, plan_layout, text_free_set
-from kordiff.layout import Box, Layout
-from kordiff.ocr import OcrReader
-from kordiff.typeset import typeset_cover
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as `python bench/ocr.py` from a checkout
+
+from kordiff.evaluate import load_titles, plan_layout, text_free_set  # noqa: E402
+from kordiff.layout import Box, Layout  # noqa: E402
+from kordiff.ocr import OcrReader  # noqa: E402
+from kordiff.typeset import typeset_cover  # noqa: E402
 
 # Where a planner would put a title and an author line: the regions a layout-based check reads.
 PROBE_LAYOUT = Layout.of([Box("제목", 8, 16, 120, 40), Box("지은이", 40, 100, 88, 112)])

@@ -77,7 +77,8 @@ def main() -> None:
     layout = Layout((Box("별빛의 속삭임", 10, 12, 118, 40),))
     caption = book_caption("별빛의 속삭임", "a night sky")
     seeds = list(range(args.images))
-    kw = dict(num_inference_steps=args.steps, guidance_scale=7.5, seed=seeds, output_type="latent")
+    kw = dict(num_images=args.images, num_inference_steps=args.steps, guidance_scale=7.5, seed=seeds,
+              output_type="latent")
 
     def batched():
         return pipe(caption, layout, **kw).images

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Hypothesis keeps its example database in ./.hypothesis by default: keep it out of the repository.
+from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
+
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "kordiff-hypothesis"))
 
 
 @pytest.fixture(scope="session")

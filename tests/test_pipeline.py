@@ -60,6 +60,42 @@ def test_batched_cfg_equals_two_unet_calls(tiny_pipe, monkeypatch):
     assert calls == [2] * 4  # no CFG, no uncond half
 
 
+@torch.no_grad()
+def _two_pass_latents(pipe, seeds, steps, guidance, swap=False):
+    """Reference CFG loop: cond and uncond in two separate UNet calls per step (the seed report's loop)."""
+    from kordiff.tokens import encode_prompt, uncond_prompt
+
+    n = len(seeds)
+    te, unet = pipe.text_encoder, pipe.unet
+    cond = te(torch.tensor([encode_prompt(pipe.tokenizer, CAPTION, LAYOUT, fit_layout=True)] * n))[0]
+    uncond = te(torch.tensor([uncond_prompt(pipe.tokenizer)] * n))[0]
+    if swap:
+        cond, uncond = uncond, cond
+    sched = pipe.make_scheduler(None)
+    sched.set_timesteps(steps)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    size = unet.config.sample_size
+    latents = torch.cat([torch.randn((1, 4, size, size), generator=g) for g in generators]) * sched.init_noise_sigma
+    for t in sched.timesteps:
+        x = sched.scale_model_input(latents, t)
+        e_cond = unet(x, t, encoder_hidden_states=cond).sample
+        e_uncond = unet(x, t, encoder_hidden_states=uncond).sample
+        latents = sched.step(e_uncond + guidance * (e_cond - e_uncond), t, latents, generator=generators).prev_sample
+    return latents
+
+
+def test_batched_cfg_matches_the_two_pass_loop_numerically(tiny_pipe):
+    seeds, steps, guidance = [7, 8], 4, 7.5
+    batched = tiny_pipe(CAPTION, LAYOUT, num_images=2, num_inference_steps=steps, guidance_scale=guidance,
+                        seed=seeds, output_type="latent").images
+    reference = _two_pass_latents(tiny_pipe, seeds, steps, guidance)
+    rel = ((batched - reference).norm() / reference.norm()).item()
+    assert rel < 1e-4, f"batched CFG differs from the two-pass loop (relative error {rel:.2e})"
+    # the check has teeth: the cond/uncond halves swapped give a clearly different result
+    swapped = _two_pass_latents(tiny_pipe, seeds, steps, guidance, swap=True)
+    assert ((swapped - reference).norm() / reference.norm()).item() > 100 * max(rel, 1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_every_scheduler_runs(tiny_pipe, name):
     out = run(tiny_pipe, scheduler=name)

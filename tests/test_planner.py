@@ -56,6 +56,16 @@ TD2_NO_KEYWORDS = (
 CAPTION = "book cover with a title of 별빛의 속삭임"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def strict_parser():
+    """Every test here fails if the parser's blanket safety net ever catches a crash (it re-raises instead)."""
+    from kordiff import planner_output
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(planner_output, "STRICT", True)
+        yield
+
+
 def test_instruction_with_keywords_is_td2s_text():
     got = m1_instruction(CAPTION, ["별빛의 속삭임", "김지영"])
     assert got == TD2_KEYWORDS.format(prompt=CAPTION, keywords="['별빛의 속삭임', '김지영']")

@@ -84,11 +84,14 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run_then_loads_generat
     base_dir, covers, tmp_path
 ):
     from kordiff import Box, Layout, load_pipeline
+    from training.checkpoint import complete_checkpoints as checkpoints
     from training.publish import PublishConfig, publish
-    from training.train import RUN_INFO, checkpoints, train
+    from training.train import RUN_INFO, train
 
     cache = tmp_path / "cache"
-    straight = train(_cfg(base_dir, covers, tmp_path / "straight", cache))
+    # warm-up + cosine and accumulation 2: a resume that lost the LR schedule or the micro-batch phase would differ
+    sched = dict(lr_scheduler="cosine", lr_warmup_steps=1, gradient_accumulation_steps=2)
+    straight = train(_cfg(base_dir, covers, tmp_path / "straight", cache, **sched))
     assert len(list(cache.iterdir())) == 1, "one cache, built once"
 
     def crash_after_3(step):
@@ -96,12 +99,12 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run_then_loads_generat
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(_cfg(base_dir, covers, tmp_path / "resumed", cache), on_step=crash_after_3)
+        train(_cfg(base_dir, covers, tmp_path / "resumed", cache, **sched), on_step=crash_after_3)
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)
     assert [p.name for p in checkpoints(tmp_path / "resumed")] == ["checkpoint-2"]
-    resumed = train(_cfg(base_dir, covers, tmp_path / "resumed", cache, resume_from_checkpoint="latest"))
+    resumed = train(_cfg(base_dir, covers, tmp_path / "resumed", cache, resume_from_checkpoint="latest", **sched))
     assert [p.name for p in checkpoints(resumed)] == ["checkpoint-4"], "rotation keeps checkpoints_total_limit"
 
     a, b = _weights(straight), _weights(resumed)
@@ -122,7 +125,13 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run_then_loads_generat
     assert "model_index.json" in files and "unet/config.json" in files
     assert not any(f.startswith(("checkpoint-", "cache/", "validation/")) for f in files)
     card = (resumed / "README.md").read_text(encoding="utf-8")
-    assert "base_model:" in card and "OpenRAIL" in card and "| `max_train_steps` | `4` |" in card
+    assert "OpenRAIL" in card and "| `max_train_steps` | `4` |" in card
+    # nothing of this machine is published: the base was a local folder, so no base_model at all
+    from training.publish import public_run_info
+
+    public = json.dumps(public_run_info(resumed), ensure_ascii=False)
+    assert "base_model:" not in card and str(tmp_path) not in card and str(tmp_path) not in public
+    assert str(base_dir) not in card + public and str(covers) not in card + public
 
 
 def test_lora_trains_adapters_and_only_hangul_rows(base_dir, covers, tmp_path):
@@ -164,11 +173,41 @@ def test_cache_is_reused_and_keyed_by_tokenizer(covers, tmp_path, syllable_token
     assert ds.build_cache(cfg, jamo_tokenizer) != first
     data = ds.CoverDataset(first)
     assert len(data) == 16 and data[0]["input_ids"].shape == (77,) and data[0]["pixels"].shape == (3, 128, 128)
-    # ids are exactly kordiff's encoding of the sample's caption + merged lines
+
+
+def _hand_made_sample(root: Path) -> None:
+    """One 256x256 cover whose expected prompt is written out by hand below."""
+    from PIL import Image
+
     from training import mario
 
-    sample = mario.read_sample(data.samples[3])
-    assert data.input_ids[3].tolist() == ds.sample_prompt_ids(syllable_tokenizer, sample, 128)
+    img = Image.new("RGB", (256, 256), "white")
+    words = [mario.OcrWord.from_rect("별빛", 20, 40, 200, 80), mario.OcrWord.from_rect("작가", 60, 200, 140, 230)]
+    mario.write_sample(root, "s0", mario.encode_jpeg(img), "book cover with a title of 별빛", words)
+    mario.write_index(root, [{"id": "s0", "split": "training"}])
+
+
+def test_cached_ids_match_a_hand_written_td2_prompt(tmp_path, syllable_tokenizer):
+    _hand_made_sample(tmp_path / "data")
+    folder = ds.build_cache(ds.DataConfig((tmp_path / "data",), tmp_path / "c", resolution=128, cache_latents=False),
+                            syllable_tokenizer)
+    tok = syllable_tokenizer
+    caption = tok("book cover with a title of 별빛").input_ids  # BOS ... EOS
+    # boxes scaled 256 -> 128 px, and at 128 px a pixel is a grid cell: (20,40,200,80)/2 and (60,200,140,230)/2
+    title = tok.convert_tokens_to_ids(["l10", "t20", "r100", "b40", "[별]", "[빛]"])
+    author = tok.convert_tokens_to_ids(["l30", "t100", "r70", "b115", "[작]", "[가]"])
+    body = caption + [tok.bos_token_id] + title + [tok.eos_token_id] + author + [tok.eos_token_id, tok.eos_token_id]
+    expected = body + [tok.pad_token_id] * (77 - len(body))
+    data = ds.CoverDataset(folder)
+    assert data.input_ids[0].tolist() == expected
+
+    # TD2's per-load line shuffle: both orders occur across epochs, each a pure function of (seed, epoch, index)
+    lines = ds.LinePrompts(data, tok, seed=0)
+    swapped = caption + [tok.bos_token_id] + author + [tok.eos_token_id] + title + [tok.eos_token_id, tok.eos_token_id]
+    swapped += [tok.pad_token_id] * (77 - len(swapped))
+    seen = [lines.ids(0, epoch) for epoch in range(12)]
+    assert expected in seen and swapped in seen and all(s in (expected, swapped) for s in seen)
+    assert [lines.ids(0, e) for e in range(12)] == seen
 
 
 def test_sampler_shuffles_everything_resumes_exactly_and_drops_ten_percent():
@@ -239,12 +278,21 @@ def test_ko_clip_init_sets_fresh_hangul_rows_from_the_korean_model(syllable_toke
     assert torch.equal(before, td2.get_input_embeddings().weight)
 
 
+def test_model_card_names_hub_ids_only(tmp_path):
+    from training.publish import is_hub_id, model_card
+
+    (tmp_path / "kordiff_training.json").write_text(json.dumps({"config": {"pretrained_model": "td2"}}))
+    card = model_card(tmp_path, "me/x")
+    assert "base_model:\n- JingyeChen22/textdiffuser2-full-ft\n- " in card
+    assert is_hub_id("someone/kordiff-ko") and not is_hub_id(str(tmp_path)) and not is_hub_id("./a/b")
+
+
 def test_config_json_and_flags(tmp_path):
     from training.train import TrainConfig, config_from_args
 
     cfg_file = tmp_path / "c.json"
     cfg_file.write_text(json.dumps({"train_data_dir": ["a", "b"], "lora_rank": 8, "use_ema": True}))
-    cfg = config_from_args(["--config", str(cfg_file), "--lora_rank", "16", "--no-use_ema", "--learning_rate", "2e-5"])
+    cfg = config_from_args(["--config", str(cfg_file), "--lora-rank", "16", "--no-use-ema", "--learning-rate", "2e-5"])
     assert cfg == TrainConfig(train_data_dir=("a", "b"), lora_rank=16, use_ema=False, learning_rate=2e-5)
     shipped = Path(__file__).resolve().parent.parent / "training" / "configs" / "train_default.json"
     assert TrainConfig.from_json(shipped).pretrained_model == "td2"
@@ -253,22 +301,34 @@ def test_config_json_and_flags(tmp_path):
         TrainConfig.from_json(cfg_file)
 
 
+def test_every_flag_is_kebab_case_with_help_and_choices():
+    from training.train import build_parser
+
+    actions = [a for a in build_parser()._actions if a.option_strings and a.dest != "help"]
+    shown = [a for a in actions if a.help != "==SUPPRESS=="]
+    assert all(o.startswith("--") and "_" not in o for a in shown for o in a.option_strings)
+    assert all(a.help and not a.help.startswith("(default") for a in shown), "a flag without a description"
+    choices = {a.dest: a.choices for a in shown}
+    assert choices["scheme"] == ["syllable", "jamo"] and choices["init"] == ["mean", "ko-clip"]
+    assert choices["mixed_precision"] == ["no", "fp16", "bf16"] and "cosine" in choices["lr_scheduler"]
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     from training.publish import main as publish_main
     from training.train import main as train_main
 
-    assert train_main(["--output_dir", str(tmp_path)]) == 2
-    assert "--train_data_dir" in capsys.readouterr().err
+    assert train_main(["--output-dir", str(tmp_path)]) == 2
+    assert "--train-data-dir" in capsys.readouterr().err
     assert (
         train_main(
             [
-                "--train_data_dir",
+                "--train-data-dir",
                 str(tmp_path / "none"),
-                "--output_dir",
+                "--output-dir",
                 str(tmp_path / "o"),
-                "--pretrained_model",
+                "--pretrained-model",
                 "tiny-random",
-                "--report_to",
+                "--report-to",
                 "",
             ]
         )
@@ -276,3 +336,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     )
     assert "does not exist" in capsys.readouterr().err
     assert publish_main(["--pipeline", str(tmp_path), "--repo-id", "a/b", "--dry-run"]) == 2
+
+
+def test_step_functions_work_from_a_script(base_dir, covers, tmp_path):
+    """What a study script uses: build_models, build_data, batch_stream (resumable), diffusion_loss."""
+    from training.train import batch_stream, build_data, build_models, diffusion_loss
+
+    cfg = _cfg(base_dir, covers, tmp_path / "o", tmp_path / "cache")
+    models = build_models(cfg)
+    data = build_data(cfg, models)
+    pos = ds.DataPosition()
+    stream = batch_stream(data, pos)
+    first = [next(stream) for _ in range(10)]  # 8 batches an epoch: crosses into epoch 1
+    assert (pos.epoch, pos.batch) == (1, 2)
+    again = batch_stream(data, ds.DataPosition(0, 7))
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first[7:], [next(again) for _ in range(3)]) for k in a)
+    loss = diffusion_loss(first[0], models.vae, models.unet, models.text_encoder, models.noise_scheduler, "cpu",
+                          torch.float32)
+    assert loss.ndim == 0 and torch.isfinite(loss)

@@ -9,7 +9,10 @@ change none and nothing is recomputed. Shards are written atomically, so an inte
 
 `EpochSampler` shuffles the whole set each epoch from (seed, epoch) and decides the 10% all-pad prompts
 (classifier-free guidance dropout) the same way, so the data position (epoch, batch) fully determines what
-comes next: a checkpoint stores just that position.
+comes next: a checkpoint stores just that position. TD2 shuffles the order of a sample's text lines every time
+the sample is loaded; the cache keeps each sample's caption and boxes, and `LinePrompts` builds the ids for a
+line order drawn from (seed, epoch, sample index), so the augmentation is back and a resumed run still sees
+exactly the prompts an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from kordiff.layout import Box, Layout
 from kordiff.tokens import detect_scheme, encode_prompt
 
 from . import mario
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when the way ids/latents are computed changes
+CACHE_VERSION = 3  # bump when the way ids/latents are computed changes
 META_FILE = "cache.json"
 
 
@@ -72,6 +76,11 @@ def sample_layout(sample: mario.MarioSample, resolution: int):
             for ln in lines
         ]
     return mario.lines_to_layout(lines, resolution)
+
+
+def sample_prompt(sample: mario.MarioSample, resolution: int) -> list:
+    """[caption, [[text, l, t, r, b], ...]]: what the ids are built from, kept in the cache for line shuffling."""
+    return [sample.caption, [[b.text, b.l, b.t, b.r, b.b] for b in sample_layout(sample, resolution)]]
 
 
 def sample_prompt_ids(tokenizer, sample: mario.MarioSample, resolution: int, max_length: int = 77) -> list[int]:
@@ -186,11 +195,12 @@ def build_cache(
         if shard.is_file():
             bar.update(len(chunk))
             continue
-        ids, latents = [], []
+        ids, latents, prompts = [], [], []
         for k in range(0, len(chunk), batch_size):
             part = chunk[k : k + batch_size]
             samples = [mario.read_sample(p) for p in part]
             ids += [sample_prompt_ids(tokenizer, smp, cfg.resolution, cfg.max_length) for smp in samples]
+            prompts += [sample_prompt(smp, cfg.resolution) for smp in samples]
             if cfg.cache_latents:
                 pixels = torch.stack([load_pixels(smp.image_path, cfg.resolution) for smp in samples])
                 latents.append(encode_latent_params(vae, pixels).to(dtype))
@@ -201,7 +211,7 @@ def build_cache(
         if cfg.cache_latents:
             tensors["latent_params"] = torch.cat(latents).contiguous()
         tmp = shard.with_suffix(f".{os.getpid()}.tmp")
-        save_file(tensors, str(tmp))
+        save_file(tensors, str(tmp), metadata={"prompts": json.dumps(prompts, ensure_ascii=False)})
         os.replace(tmp, shard)
     bar.close()
     meta = {
@@ -240,6 +250,7 @@ class CoverDataset(torch.utils.data.Dataset):
         shards = [self.folder / f"shard-{s:05d}.safetensors" for s in range(int(self.meta["shards"]))]
         # ids are small: load them all; latents stay on disk and are sliced per item
         self.input_ids = torch.cat([_load(s, "input_ids") for s in shards]).long()
+        self.prompts = [p for s in shards for p in _prompts(s)]
         self._shards = shards
         self._handles: dict[int, object] = {}
 
@@ -267,6 +278,11 @@ class CoverDataset(torch.utils.data.Dataset):
         return d
 
 
+def _prompts(path: Path) -> list:
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {})["prompts"])
+
+
 def _load(path: Path, name: str) -> torch.Tensor:
     with safe_open(str(path), framework="pt") as f:
         return f.get_tensor(name)
@@ -287,6 +303,12 @@ class DataPosition:
 
     def load_state_dict(self, d: dict) -> None:
         self.epoch, self.batch = int(d["epoch"]), int(d["batch"])
+
+    def advance(self, batches_per_epoch: int) -> None:
+        """One batch consumed."""
+        self.batch += 1
+        if self.batch >= batches_per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
 
 
 class EpochSampler:
@@ -314,22 +336,56 @@ class EpochSampler:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.n, generator=g), torch.rand(self.n, generator=g) < self.cfg_dropout
 
-    def batches(self, position: DataPosition) -> Iterator[tuple[list[int], list[bool]]]:
-        """This process's (indices, drop flags) from `position` on, forever; advance `position` as you consume."""
+    def batches(self, position: DataPosition) -> Iterator[tuple[list[int], list[bool], int]]:
+        """This process's (indices, drop flags, epoch) from `position` on, forever (`position` is not changed)."""
         epoch, start = position.epoch, position.batch
         while True:
             order, drop = self.epoch_order(epoch)
             g = self.batch_size * self.num_processes
             for b in range(start, self.batches_per_epoch):
                 lo = b * g + self.process_index * self.batch_size
-                yield order[lo : lo + self.batch_size].tolist(), drop[lo : lo + self.batch_size].tolist()
+                yield order[lo : lo + self.batch_size].tolist(), drop[lo : lo + self.batch_size].tolist(), epoch
             epoch, start = epoch + 1, 0
 
 
-def collate(dataset: CoverDataset, indices: list[int], drop: list[bool], pad_id: int) -> dict[str, torch.Tensor]:
-    """A batch; rows flagged for CFG dropout get the all-pad prompt (TD2's unconditional prompt)."""
+def line_order_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of a sample's line order in an epoch (a pure function: resuming draws the same order)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{epoch}:{index}".encode()).digest()[:8], "little")
+
+
+class LinePrompts:
+    """Prompt ids with the sample's text lines in a random order per (epoch, sample), as TD2's loader does."""
+
+    def __init__(self, dataset: CoverDataset, tokenizer, seed: int, max_length: int = 77):
+        self.dataset, self.tokenizer, self.seed, self.max_length = dataset, tokenizer, seed, max_length
+
+    def order(self, index: int, epoch: int) -> list[int]:
+        n = len(self.dataset.prompts[index][1])
+        g = torch.Generator().manual_seed(line_order_seed(self.seed, epoch, index))
+        return torch.randperm(n, generator=g).tolist()
+
+    def ids(self, index: int, epoch: int) -> list[int]:
+        caption, boxes = self.dataset.prompts[index]
+        layout = Layout(tuple(Box(*boxes[k]) for k in self.order(index, epoch)))
+        return encode_prompt(self.tokenizer, caption, layout, self.max_length, fit_layout=True)
+
+
+def collate(
+    dataset: CoverDataset,
+    indices: list[int],
+    drop: list[bool],
+    pad_id: int,
+    input_ids: list[list[int]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """A batch; rows flagged for CFG dropout get the all-pad prompt (TD2's unconditional prompt).
+
+    `input_ids`: prompt ids to use instead of the cached ones (LinePrompts' shuffled lines).
+    """
     items = [dataset[i] for i in indices]
-    ids = torch.stack([it["input_ids"] for it in items])
+    if input_ids is None:
+        ids = torch.stack([it["input_ids"] for it in items])
+    else:
+        ids = torch.tensor(input_ids, dtype=torch.long)
     if any(drop):
         ids[torch.tensor(drop)] = pad_id
     batch = {"input_ids": ids, "index": torch.tensor(indices)}

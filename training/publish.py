@@ -39,14 +39,47 @@ def _fmt(v) -> str:
     return "—" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
-def model_card(pipeline_dir: Path, repo_id: str) -> str:
-    """Model card markdown with Hub front matter, from the pipeline folder and its training record."""
+def is_hub_id(name: str) -> bool:
+    """'owner/name' that is not a path on this machine (a Hub model id)."""
+    parts = str(name).split("/")
+    return (
+        len(parts) == 2
+        and all(p and p not in (".", "..") for p in parts)
+        and not str(name).startswith(("/", "~", "."))
+        and "\\" not in str(name)
+        and not Path(name).exists()
+    )
+
+
+def _public(value):
+    """A config value with local paths replaced by their last component (nothing of this machine is published)."""
+    if isinstance(value, (list, tuple)):
+        return [_public(v) for v in value]
+    if isinstance(value, str) and ("/" in value or "\\" in value or Path(value).exists()) and not is_hub_id(value):
+        return f"<local>/{Path(value).name}"
+    return value
+
+
+def public_run_info(pipeline_dir: Path) -> dict:
+    """The training record with every local path reduced to its last component; base models as Hub ids only."""
     info = {}
     if (pipeline_dir / RUN_INFO).is_file():
         info = json.loads((pipeline_dir / RUN_INFO).read_text(encoding="utf-8"))
-    cfg = info.get("config", {})
+    cfg = dict(info.get("config", {}))
     base = cfg.get("pretrained_model", "td2")
-    base_models = [TD2_REPO, SD15_REPO] if base == "td2" else [base]
+    info["base_models"] = [TD2_REPO, SD15_REPO] if base == "td2" else ([base] if is_hub_id(base) else [])
+    info["config"] = {k: _public(v) for k, v in cfg.items()}
+    info["data"] = _public(info.get("data", []))
+    for v in info.get("validation") or []:
+        v["images"] = [Path(p).name for p in v.get("images", [])]
+    return info
+
+
+def model_card(pipeline_dir: Path, repo_id: str) -> str:
+    """Model card markdown with Hub front matter, from the pipeline folder and its (public) training record."""
+    info = public_run_info(pipeline_dir)
+    cfg = info.get("config", {})
+    base_models = info["base_models"]
     val = info.get("validation") or []
     last_ocr = val[-1].get("ocr", []) if val else []
     ocr_line = (
@@ -68,9 +101,10 @@ def model_card(pipeline_dir: Path, repo_id: str) -> str:
         "- hangul",
         "- book-cover",
         "- kordiff",
-        "base_model:",
     ]
-    front += [f"- {m}" for m in base_models] + ["pipeline_tag: text-to-image", "---", ""]
+    if base_models:  # a local starting point has no Hub id: the field is left out rather than wrong
+        front += ["base_model:"] + [f"- {m}" for m in base_models]
+    front += ["pipeline_tag: text-to-image", "---", ""]
     rows = "\n".join(f"| `{k}` | `{_fmt(v)}` |" for k, v in sorted(cfg.items()) if not isinstance(v, (list, tuple)))
     data = ", ".join(f"`{d}`" for d in info.get("data", [])) or "not recorded"
     mode = f"LoRA rank {cfg['lora_rank']} (fused into the UNet)" if cfg.get("lora_rank") else "full fine-tune"
@@ -89,7 +123,7 @@ image = pipe("book cover with a title of 별빛의 속삭임", layout, seed=0).i
 ```
 
 ## Base models
-{chr(10).join(f"- [{m}](https://huggingface.co/{m})" for m in base_models)}
+{chr(10).join(f"- [{m}](https://huggingface.co/{m})" for m in base_models) or "a local pipeline (not on the Hub)"}
 
 ## Training data
 {data}; {info.get("samples", "?")} samples, {info.get("steps", "?")} optimisation steps.
@@ -116,7 +150,7 @@ Data prepared with `training.prepare_aihub` (AIHub 야외 실제 촬영 한글 �
 
 
 def files_to_upload(pipeline_dir: Path) -> list[str]:
-    """Relative paths that would be uploaded (training state excluded)."""
+    """Relative paths that would be uploaded (training state excluded; RUN_INFO goes up in its public form)."""
     import fnmatch
 
     out = []
@@ -143,8 +177,15 @@ def publish(cfg: PublishConfig) -> list[str]:
     api = HfApi()
     api.create_repo(cfg.repo_id, private=cfg.private, exist_ok=True, repo_type="model")
     api.upload_folder(
-        folder_path=str(d), repo_id=cfg.repo_id, commit_message=cfg.commit_message, ignore_patterns=list(EXCLUDE)
+        folder_path=str(d),
+        repo_id=cfg.repo_id,
+        commit_message=cfg.commit_message,
+        ignore_patterns=[*EXCLUDE, RUN_INFO],
     )
+    if (d / RUN_INFO).is_file():
+        public = json.dumps(public_run_info(d), ensure_ascii=False, indent=2).encode("utf-8")
+        api.upload_file(path_or_fileobj=public, path_in_repo=RUN_INFO, repo_id=cfg.repo_id,
+                        commit_message=cfg.commit_message)
     return files
 
 
