@@ -180,3 +180,37 @@ def test_app_generates_with_a_glyph_model(glyph_model_dir):
     gallery = cover_app.generate("마음의 바다", "", rows, num_images=1, steps=1, guidance=7.5, scheduler="ddim",
                                  seed=3, randomise=False)[0]
     assert len(gallery) == 1 and glyph_channels(pipeline_for(str(glyph_model_dir)).unet) == 64
+
+
+def test_training_with_glyph_conditioning_trains_the_new_rows_and_saves_a_glyph_model(tmp_path):
+    from accelerate.state import AcceleratorState
+
+    from kordiff.pipeline import KorDiffPipeline
+    from kordiff.tiny import tiny_pipeline
+    from training import dataset as ds
+    from training.synth import SynthConfig, synthesize
+    from training.train import TrainConfig, batch_stream, build_data, build_models, train
+
+    synthesize(SynthConfig(n=8, out=tmp_path / "synth", size=128, workers=1))
+    base = tmp_path / "base"
+    tiny_pipeline(seed=0).save_pretrained(base)
+    cfg = TrainConfig(pretrained_model=str(base), train_data_dir=(str(tmp_path / "synth"),),
+                      output_dir=str(tmp_path / "out"), max_train_steps=2, train_batch_size=4, checkpointing_steps=0,
+                      validation_steps=0, learning_rate=1e-3, report_to=None, conditioning="glyph", cfg_dropout=0.5,
+                      shuffle_lines=False)
+    # the batches carry each sample's glyph (from its cached boxes), blank where the prompt was dropped
+    data = build_data(cfg, build_models(cfg))
+    batch = next(batch_stream(data, ds.DataPosition()))
+    assert batch["glyph"].shape == (4, 64, 16, 16)
+    dropped = (batch["input_ids"] == data.pad_id).all(1)
+    for row, d in zip(batch["glyph"], dropped):
+        assert (row.abs().sum() == 0) == bool(d)
+    AcceleratorState._reset_state(True)
+    out = train(cfg)
+    AcceleratorState._reset_state(True)
+    trained = KorDiffPipeline.from_pretrained(out)
+    assert glyph_channels(trained.unet) == 64 and trained.unet.conv_in.weight[:, 4:].abs().sum() > 0
+    trained.set_progress_bar_config(disable=True)
+    assert trained("c", LAYOUT, num_inference_steps=1, seed=0).images[0].size == (128, 128)
+    with pytest.raises(ValueError, match="glyph-conditioned"):
+        build_models(TrainConfig(pretrained_model=str(out), train_data_dir=("x",), conditioning="tokens"))
