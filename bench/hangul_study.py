@@ -42,7 +42,7 @@ from PIL import Image, ImageDraw
 
 from kordiff.assets import has_glyph, load_font
 from kordiff.config import add_dataclass_args
-from kordiff.glyph import GLYPH_FONT, add_glyph_channels, concat_glyph, glyph_tensor
+from kordiff.glyph import GLYPH_FONT, add_glyph_channels, glyph_tensor
 from kordiff.layout import GRID, Box, Layout
 from kordiff.tokens import HANGUL_SYLLABLES, clip_tokenizer_from_assets, encode_prompt, extend_tokenizer
 
@@ -341,17 +341,6 @@ class SpaceToDepth(torch.nn.Module):
         return (F.pixel_shuffle(latents, self.factor),)
 
 
-class _GlyphInput:
-    """What diffusion_loss calls as `unet(noisy, t, hidden)`: appends this batch's glyph channels."""
-
-    def __init__(self, unet, glyph: torch.Tensor):
-        self.unet, self.glyph = unet, glyph
-        self.config = unet.config
-
-    def __call__(self, sample, t, hidden, return_dict=False):
-        return self.unet(concat_glyph(sample, self.glyph), t, hidden, return_dict=return_dict)
-
-
 def noise_scheduler():
     """Cosine schedule + v-prediction: usual for small pixel-space models (SD's schedule is for latents)."""
     from diffusers import DDPMScheduler
@@ -500,14 +489,13 @@ def train_arm(arm: str, cfg: StudyConfig, data: dict, sets: dict, bank: Template
     train_seconds = 0.0
     for step in range(1, s.steps + 1):
         t_step = time.perf_counter()
-        idx, drop = next(batches)
+        idx, drop, _ = next(batches)
         batch = ds.collate(strips, idx, drop, tok.pad_token_id)  # CFG dropout: all-pad prompt ...
-        model = unet
         if glyph:
             g = data["glyphs"][data["glyph_index"][idx]].clone()
             g[torch.tensor(drop)] = 0.0  # ... and, for a glyph arm, no glyph either (the sampler's uncond half)
-            model = _GlyphInput(unet, g.to(device))
-        loss = diffusion_loss(batch, ae, model, te, sched, device, torch.float32)
+            batch["glyph"] = g  # diffusion_loss feeds [noisy; glyph] to the UNet, as training.train does
+        loss = diffusion_loss(batch, ae, unet, te, sched, device, torch.float32)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
