@@ -671,10 +671,35 @@ def save(out: Path, results: dict, rows, show) -> None:
     write_png(out / "hangul_study.png", rows, show)
 
 
+def markdown_table(results: dict) -> str:
+    """The README table: template top-1 / OCR sentence accuracy / OCR NED per title set, ceiling and floor too."""
+    sets = ("seen", "unseen", "benchmark")
+    head = "| model | steps | " + " | ".join(f"{s}: template top-1 / OCR sent. acc / OCR NED" for s in sets) + " |"
+    lines = [head, "|" + "---|" * (2 + len(sets))]
+
+    def row(name: str, steps, scores: dict) -> str:
+        cells = []
+        for s in sets:
+            r = scores.get(s, {})
+            cells.append(f"{r.get('template_top1', 0):.2f} / {r.get('ocr_sentence_acc', 0):.2f} / "
+                         f"{r.get('ocr_ned', 0):.2f}" if r else "-")
+        return f"| {name} | {steps} | " + " | ".join(cells) + " |"
+
+    lines.append(row("ceiling (real renders)", "-", results.get("ceiling", {})))
+    lines.append(row("floor (untrained)", 0, results.get("floor", {})))
+    for arm, r in results.get("arms", {}).items():
+        lines.append(row(arm, r["steps"], r["sets"]))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.hangul_study", description=__doc__.split("\n\n")[0])
     add_dataclass_args(p, StudyConfig)
+    p.add_argument("--table", metavar="JSON", help="print the markdown table of a results file and exit")
     ns = p.parse_args(argv)
+    if ns.table:
+        print(markdown_table(json.loads(Path(ns.table).read_text(encoding="utf-8"))))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     try:
         cfg = StudyConfig(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(StudyConfig)})

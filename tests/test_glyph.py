@@ -214,3 +214,13 @@ def test_training_with_glyph_conditioning_trains_the_new_rows_and_saves_a_glyph_
     assert trained("c", LAYOUT, num_inference_steps=1, seed=0).images[0].size == (128, 128)
     with pytest.raises(ValueError, match="glyph-conditioned"):
         build_models(TrainConfig(pretrained_model=str(out), train_data_dir=("x",), conditioning="tokens"))
+
+
+def test_shipped_glyph_config_loads():
+    from pathlib import Path
+
+    from training.train import TrainConfig
+
+    path = Path(__file__).resolve().parent.parent / "training" / "configs" / "train_glyph.json"
+    cfg = TrainConfig.from_json(path)
+    assert cfg.conditioning == "glyph" and cfg.scheme == "syllable"
