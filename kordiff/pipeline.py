@@ -25,6 +25,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from .glyph import concat_glyph, glyph_channels, glyph_tensor, use_split_conv
 from .layout import Layout
 from .tokens import decode_prompt, encode_prompt_report, uncond_prompt
 
@@ -72,6 +73,7 @@ class KorDiffPipeline(DiffusionPipeline):
 
     def __init__(self, vae: AutoencoderKL, text_encoder, tokenizer, unet: UNet2DConditionModel, scheduler) -> None:
         super().__init__()
+        use_split_conv(unet)  # a glyph-conditioned UNet (kordiff.glyph) keeps its zero-init glyph path exact
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
@@ -131,7 +133,8 @@ class KorDiffPipeline(DiffusionPipeline):
                         height: int | None = None, width: int | None = None):
         height, width = height or self.image_size, width or self.image_size
         f = self.vae_scale_factor
-        shape = (len(generators), self.unet.config.in_channels, height // f, width // f)  # 512x768 -> 64x96
+        # 512x768 -> 64x96; out_channels, since in_channels may add glyph channels
+        shape = (len(generators), self.unet.config.out_channels, height // f, width // f)
         noise = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
         if image is None:
             return noise * scheduler.init_noise_sigma
@@ -140,6 +143,22 @@ class KorDiffPipeline(DiffusionPipeline):
         init = self.vae.encode(pixels).latent_dist.mean * self.vae.config.scaling_factor
         init = init.to(dtype).expand(len(generators), -1, -1, -1)
         return scheduler.add_noise(init, noise, timestep.repeat(len(generators)))
+
+    # 3b. glyph channels (only for a glyph-conditioned UNet, kordiff.glyph)
+    def prepare_glyph(self, layout: Layout, latents: torch.Tensor, do_cfg: bool) -> torch.Tensor | None:
+        """[blank x n; glyph x n] (or [glyph x n]): the unconditional half sees no glyph, as in training.
+
+        Training drops the glyph together with the prompt (CFG dropout), so the unconditional model has learned
+        "no text at all" and guidance amplifies the glyph as well as the prompt: the text is what guidance should
+        sharpen. (AnyText/ControlNet keep their control in both halves, which leaves it at guidance 1.)
+        """
+        channels = glyph_channels(self.unet)
+        if not channels:
+            return None
+        n, _, h, w = latents.shape
+        glyph = glyph_tensor(layout, h, w, channels).to(latents.device, latents.dtype)
+        glyph = glyph[None].expand(n, -1, -1, -1)
+        return torch.cat([torch.zeros_like(glyph), glyph]) if do_cfg else glyph
 
     @torch.no_grad()
     def __call__(
@@ -196,6 +215,7 @@ class KorDiffPipeline(DiffusionPipeline):
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(start * sched.order)
         latents = self.prepare_latents(generators, dtype, device, image, timesteps[:1], sched, height, width)
+        glyph = self.prepare_glyph(layout, latents, do_cfg)
         step_kwargs = {"generator": generators} if "generator" in inspect.signature(sched.step).parameters else {}
 
         # 4. denoise: cond and uncond in ONE UNet call per step
@@ -203,6 +223,8 @@ class KorDiffPipeline(DiffusionPipeline):
             for i, t in enumerate(timesteps):
                 model_in = torch.cat([latents] * 2) if do_cfg else latents
                 model_in = sched.scale_model_input(model_in, t)
+                if glyph is not None:
+                    model_in = concat_glyph(model_in, glyph)
                 noise = self.unet(model_in, t, encoder_hidden_states=hidden, return_dict=False)[0]
                 if do_cfg:
                     uncond, cond = noise.chunk(2)

@@ -92,6 +92,9 @@ class TrainConfig:
     lora_rank: int = _f(0, "LoRA rank on the UNet attention (0: full fine-tune)")
     lora_alpha: int | None = _f(None, "LoRA alpha (default: the rank)")
     cfg_dropout: float = _f(0.1, "share of all-pad prompts (classifier-free guidance)")
+    conditioning: str = _f("tokens", "tokens: the scheme's character tokens; glyph: also the layout's text rendered "
+                           "into zero-init UNet input channels (kordiff.glyph; dropped with the prompt)",
+                           ("tokens", "glyph"))
     shuffle_lines: bool = _f(True, "shuffle the order of a sample's text lines each time it is loaded (TD2)")
     noise_offset: float = _f(0.0, "noise offset (0: off, as in TD2)")
     report_to: str | None = _f("tensorboard", "tracker for losses and validation images ('' or none: off)")
@@ -104,6 +107,8 @@ class TrainConfig:
             raise ValueError("scheme must be 'syllable' or 'jamo'")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError("mixed_precision must be 'no', 'fp16' or 'bf16'")
+        if self.conditioning not in ("tokens", "glyph"):
+            raise ValueError("conditioning must be 'tokens' or 'glyph'")
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULERS}")
         if self.max_train_steps < 1 or self.train_batch_size < 1 or self.gradient_accumulation_steps < 1:
@@ -168,8 +173,14 @@ def build_models(cfg: TrainConfig, pipeline=None, ko_clip=None) -> Models:
     """Base pipeline with the Hangul tokens/rows added; LoRA adapters or full fine-tune; what trains."""
     from diffusers import DDPMScheduler
 
+    from kordiff.glyph import add_glyph_channels, glyph_channels
+
     pipe = pipeline if pipeline is not None else load_base(cfg)
     vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer
+    if cfg.conditioning == "glyph" and not glyph_channels(unet):
+        add_glyph_channels(unet, factor=pipe.vae_scale_factor)  # zero rows: the run starts from the same model
+    elif cfg.conditioning == "tokens" and glyph_channels(unet):
+        raise ValueError(f"{cfg.pretrained_model} is glyph-conditioned: train it with --conditioning glyph")
     prepare_text_encoder(text_encoder, tokenizer, cfg.scheme, cfg.init, ko_clip)
     vae.requires_grad_(False)
     vae.eval()
@@ -177,6 +188,8 @@ def build_models(cfg: TrainConfig, pipeline=None, ko_clip=None) -> Models:
         from peft import LoraConfig
 
         unet.requires_grad_(False)
+        if glyph_channels(unet):
+            unet.conv_in.requires_grad_(True)  # the new glyph rows must learn; LoRA does not reach conv_in
         unet.add_adapter(
             LoraConfig(
                 r=cfg.lora_rank,
@@ -239,6 +252,8 @@ class Data:
     sampler: ds.EpochSampler
     pad_id: int
     lines: ds.LinePrompts | None  # None: the cached (top-to-bottom) line order
+    glyph_channels: int = 0  # > 0: batches carry the glyph image of each sample's boxes (kordiff.glyph)
+    latent_size: int = 0
 
 
 def build_data(cfg: TrainConfig, models: Models, num_processes: int = 1, process_index: int = 0,
@@ -264,7 +279,23 @@ def build_data(cfg: TrainConfig, models: Models, num_processes: int = 1, process
         len(dataset), cfg.train_batch_size, cfg.seed, num_processes, process_index, cfg.cfg_dropout
     )
     lines = ds.LinePrompts(dataset, models.tokenizer, cfg.seed) if cfg.shuffle_lines else None
-    return Data(dataset, sampler, models.tokenizer.pad_token_id, lines)
+    from kordiff.glyph import glyph_channels
+
+    unet_config = models.unet.config
+    return Data(dataset, sampler, models.tokenizer.pad_token_id, lines, glyph_channels(models.unet),
+                int(unet_config.sample_size))
+
+
+def glyph_batch(data: Data, indices: list[int], drop: list[bool]) -> torch.Tensor:
+    """Glyph images of the samples' cached boxes; blank for CFG-dropped rows (the sampler's unconditional half)."""
+    from kordiff.glyph import glyph_tensor
+
+    size, rows = data.latent_size, []
+    for i, dropped in zip(indices, drop):
+        layout = Layout(tuple(Box(*b) for b in data.dataset.prompts[i][1]))
+        rows.append(torch.zeros(data.glyph_channels, size, size) if dropped
+                    else glyph_tensor(layout, size, size, data.glyph_channels))
+    return torch.stack(rows)
 
 
 def batch_stream(data: Data, position: ds.DataPosition) -> Iterator[dict[str, torch.Tensor]]:
@@ -272,7 +303,10 @@ def batch_stream(data: Data, position: ds.DataPosition) -> Iterator[dict[str, to
     for indices, drop, epoch in data.sampler.batches(ds.DataPosition(position.epoch, position.batch)):
         position.advance(data.sampler.batches_per_epoch)
         ids = [data.lines.ids(i, epoch) for i in indices] if data.lines is not None else None
-        yield ds.collate(data.dataset, indices, drop, data.pad_id, ids)
+        batch = ds.collate(data.dataset, indices, drop, data.pad_id, ids)
+        if data.glyph_channels:
+            batch["glyph"] = glyph_batch(data, indices, drop)
+        yield batch
 
 
 # ---------------------------------------------------------------- step 3: the loss
@@ -302,7 +336,13 @@ def diffusion_loss(batch, vae, unet, text_encoder, noise_scheduler, device, weig
         target = noise_scheduler.get_velocity(latents, noise, t)
     else:
         target = noise
-    pred = unet(noisy, t, hidden.to(noisy.dtype), return_dict=False)[0]
+    if "glyph" in batch:  # a glyph-conditioned UNet reads [noisy latents; glyph] (kordiff.glyph)
+        from kordiff.glyph import concat_glyph
+
+        noisy_in = concat_glyph(noisy, batch["glyph"].to(device, noisy.dtype))
+    else:
+        noisy_in = noisy
+    pred = unet(noisy_in, t, hidden.to(noisy.dtype), return_dict=False)[0]
     return F.mse_loss(pred.float(), target.float())
 
 
