@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from .assets import covering_style, load_font
+from .assets import covering_style
 from .layout import Layout, to_pixel
 
 if TYPE_CHECKING:
@@ -103,10 +103,9 @@ def add_glyph_channels(unet: UNet2DConditionModel, factor: int = 8) -> UNet2DCon
 
 def render_glyph(layout: Layout, width: int, height: int, font: str = GLYPH_FONT) -> Image.Image:
     """Greyscale image: every box's exact text, white on black, as large as fits its box (grid -> pixels per axis)."""
-    from .typeset import TypesetStyle, fit_text
+    from .typeset import TypesetStyle, _text_mask, fit_text
 
     img = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(img)
     for box in layout:
         x0, x1 = to_pixel(box.l, width), to_pixel(box.r, width)
         y0, y1 = to_pixel(box.t, height), to_pixel(box.b, height)
@@ -115,8 +114,11 @@ def render_glyph(layout: Layout, width: int, height: int, font: str = GLYPH_FONT
         ix0, iy0, _, _ = fitted.ink
         ox = x0 + (x1 - x0 - fitted.width) // 2 - ix0
         oy = y0 + (y1 - y0 - fitted.height) // 2 - iy0
-        draw.multiline_text((ox, oy), fitted.text, font=load_font(style.font, fitted.size), fill=255,
-                            spacing=fitted.spacing, align="center")
+        # the typesetter's own mask (per-syllable font fallback); its ink is relative to the mask's corner
+        glyphs = _text_mask(fitted.lines, fitted.font, fitted.size, fitted.spacing, "center", 0)
+        mask = Image.new("L", (width, height), 0)
+        mask.paste(glyphs, (ox, oy))
+        img.paste(255, (0, 0, width, height), mask)
     return img
 
 

@@ -167,8 +167,8 @@ def test_cli_generates_with_a_glyph_model(glyph_model_dir, tmp_path):
 
     out = tmp_path / "out"
     assert main(["generate", "--title", "별빛의 속삭임", "--model", str(glyph_model_dir), "--steps", "2",
-                 "--seed", "5", "--out", str(out)]) == 0
-    assert (out / "cover_seed5.png").exists()
+                 "--seed", "5", "--mode", "diffusion", "--out", str(out)]) == 0
+    assert len(list(out.glob("cover*_diffusion_seed5.png"))) == 1
 
 
 def test_app_generates_with_a_glyph_model(glyph_model_dir):
@@ -176,9 +176,10 @@ def test_app_generates_with_a_glyph_model(glyph_model_dir):
     from kordiff.shared import pipeline_for
 
     cover_app = app.CoverApp(app.AppConfig(model=str(glyph_model_dir), planner="heuristic"))
-    rows = cover_app.plan("마음의 바다", "", "", "", "heuristic")[1]
-    gallery = cover_app.generate("마음의 바다", "", rows, num_images=1, steps=1, guidance=7.5, scheduler="ddim",
-                                 seed=3, randomise=False)[0]
+    rows = cover_app.plan("마음의 바다", "", "", "", "heuristic", "diffusion")[1]
+    *_, last = cover_app.generate("마음의 바다", "", rows, num_images=1, steps=1, guidance=7.5, scheduler="ddim",
+                                  seed=3, randomise=False, mode="diffusion")
+    gallery = last[0]  # the last yield carries every output (gallery first)
     assert len(gallery) == 1 and glyph_channels(pipeline_for(str(glyph_model_dir)).unet) == 64
 
 
