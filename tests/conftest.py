@@ -116,3 +116,23 @@ def tiny_llama_dir(tmp_path_factory):
     )
     LlamaForCausalLM(config).save_pretrained(model_dir)
     return model_dir
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run ~5x faster on one thread than on two contended ones (a shared 2-core box)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fresh_accelerate(one_torch_thread):
+    """accelerate's state is a per-process singleton: reset it after each training test."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)

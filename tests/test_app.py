@@ -3,7 +3,6 @@
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 
 import app
 from kordiff import editing
@@ -14,13 +13,7 @@ SKIP = gr.skip()
 OUT = ("gallery", "preview", "prompt", "notices", "seed", "details", "status", "switch")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run ~5x faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ LAYOUT = Layout((Box("별빛의 속삭임", 10, 20, 118, 50),))
 OTHER = Layout((Box("마음의 바다", 10, 60, 118, 90),))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def glyph_pipeline(seed=0):

@@ -13,16 +13,7 @@ import torch
 from training import checkpoint as ckpt
 from training.synth import SynthConfig, synthesize
 
-
-@pytest.fixture(autouse=True)
-def one_thread_and_fresh_accelerate():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate")
 
 
 @pytest.fixture(scope="module")

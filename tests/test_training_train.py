@@ -16,16 +16,7 @@ from training.synth import SynthConfig, synthesize
 STEPS = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread_and_fresh_accelerate():
-    # Tiny models on a shared 2-core box: one thread is several times faster than two fighting threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate")
 
 
 @pytest.fixture(scope="module")
