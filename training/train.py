@@ -643,6 +643,9 @@ def train(cfg: TrainConfig, pipeline=None, ko_clip=None, on_step: Callable[[int]
     else:
         logger.info("stopped at step %d of %d: continue with --resume-from-checkpoint latest",
                     run.state.global_step, cfg.max_train_steps)
+    # every process waits for the main one's final save: a process that leaves early and tears down its process
+    # group while the other still works can leave the main one hanging at exit (seen in CI under gloo)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
 
