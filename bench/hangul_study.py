@@ -7,19 +7,24 @@ Arms: TD2-style syllable tokens, jamo tokens, and glyph channels (kordiff.glyph)
 else is shared and seeded: the data (training.synth's word list, fonts, backgrounds and colours), the prompt
 (kordiff.tokens.encode_prompt), the loss (training.train.diffusion_loss), CFG dropout (training.dataset's
 EpochSampler + collate), EMA (diffusers' EMAModel, as training.train), the UNet (diffusers UNet2DConditionModel)
-and its initial weights. A seeded 20% of the 2,350 everyday syllables never appears in a training title.
+and its initial weights. A seeded 20% of the study's syllables never appears in a training title.
 
-Images are title strips of 4 syllable cells (16 px cells: 64x16 RGB at the small scale) in pixel space through a
+Syllables: by default the 297 everyday syllables built from 10 initials, 6 vowels and 4 finals (`--universe
+compact`), so every held-out syllable is a new combination of jamo drawn many times in training; `--universe common`
+uses all 2,350 (each then appears too rarely for a CPU budget to learn, see the README).
+
+Images are title strips of 3 syllable cells (16 px cells: 48x16 RGB at the small scale) in pixel space through a
 fixed, lossless space-to-depth "autoencoder" (2x2 pixels -> 12 channels): no autoencoder to train, no
-reconstruction error to blame, and 4x fewer UNet positions than pixels. Targets are drawn in the serif, display,
-handwriting and brush fonts at 13-15 px in random colours on synth backgrounds; the glyph image is drawn in the
-plain sans font (the reference font, never a target font), so the glyph arms cannot just copy their input.
+reconstruction error to blame, and 4x fewer UNet positions than pixels. Targets are drawn in the serif (Myeongjo)
+and display fonts at 13-15 px in random colours on blurred synth backgrounds; the glyph image is drawn in the plain
+sans font (the reference font, never a target font), so the glyph arms cannot just copy their input.
 
 Scoring, per title set (seen syllables only / >= 1 held-out syllable / benchmark test titles and words that fit):
 kordiff.ocr (sentence accuracy, NED, character accuracy) and a Tesseract-free nearest-template classifier that
 labels every syllable cell with the best match among renders of all 11,172 syllables in every target font and size.
 Ceiling = real target renders through the same scorers; floor = the untrained model. Results are written after
-every arm (hangul_study.json, hangul_study.png, samples), so a stopped run still reports the arms it finished.
+every arm (hangul_study.json, hangul_study.png, samples), so a stopped run still reports the arms it finished;
+`--jobs 2` trains the arms in two 1-thread processes side by side and merges them (`--merge` does it by hand).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from kordiff.assets import has_glyph, load_font
 from kordiff.config import add_dataclass_args
@@ -50,9 +55,20 @@ logger = logging.getLogger("bench.hangul_study")
 
 ARMS = ("syllable", "glyph+syllable", "jamo", "glyph+jamo")  # most telling first: a cut-short run still compares
 CAPTION = "book cover title"  # constant: the title reaches the model only through the arm's conditioning
-TARGET_FONTS = {"serif": 3, "display": 3, "handwriting": 1, "brush": 1}  # synth's weights, minus the glyph font
+# synth's fonts minus the glyph font (sans) and the brush and handwriting faces, which are illegible at 13-15 px
+# (targets no scorer, and no reader, could check)
+TARGET_FONTS = {"serif": 1, "display": 1}
 TARGET_SIZES = (13, 14, 15)  # per 16 px cell (scaled with the cell size)
 BENCH_TITLES = Path(__file__).resolve().parent.parent / "assets" / "benchmark" / "titles.jsonl"
+# The compact universe: every everyday syllable built from 10 initials x 6 vowels (3 vertical, 3 horizontal) x
+# {no final, ㄱ, ㄴ, ㄹ, ㅇ} -- 297 of the 2,350. Each jamo occurs in dozens of syllables, so a held-out syllable is a
+# new combination of jamo the model has drawn many times: the test jamo tokens are meant to pass. Why not all 2,350:
+# at 48k training samples an arm sees each of 1,880 syllables ~77 times in 4 fonts, and the full-inventory run
+# learned nothing measurable (README, "Does it learn Hangul?").
+COMPACT_INITIALS = (0, 2, 3, 5, 6, 7, 9, 11, 12, 18)  # ㄱ ㄴ ㄷ ㄹ ㅁ ㅂ ㅅ ㅇ ㅈ ㅎ
+COMPACT_VOWELS = (0, 4, 8, 13, 18, 20)  # ㅏ ㅓ ㅗ ㅜ ㅡ ㅣ
+COMPACT_FINALS = (0, 1, 4, 8, 21)  # none ㄱ ㄴ ㄹ ㅇ
+UNIVERSES = ("compact", "common")
 
 
 @dataclass(frozen=True)
@@ -77,8 +93,8 @@ class Scale:
 SCALES = {
     # 1.5M-parameter UNet (as the issue's measurement). ~0.5 s per step of 32 on 2 quiet cores (65 samples/s):
     # 1,500 steps ~13 min an arm, ~60 min for the 4 arms with data, template bank and scoring (see the README).
-    "small": Scale(cell=16, widths=(32, 64, 64), layers=1, text_hidden=64, text_layers=2, steps=1500, batch=32,
-                   n_train=4000, n_eval=16, eval_every=300, curve_titles=8, sample_steps=12, bank_sizes=TARGET_SIZES),
+    "small": Scale(cell=16, widths=(32, 64, 64), layers=1, text_hidden=64, text_layers=2, steps=3000, batch=32,
+                   n_train=8000, n_eval=24, eval_every=500, curve_titles=8, sample_steps=20, bank_sizes=TARGET_SIZES),
     "quick": Scale(cell=16, widths=(32, 32, 32), layers=1, text_hidden=32, text_layers=1, steps=4, batch=8,
                    n_train=48, n_eval=2, eval_every=4, curve_titles=1, sample_steps=2, bank_sizes=(14,)),
     # one GPU, <= 8 minutes planned: 24 px cells, a wider UNet, more samples (untested: no GPU here)
@@ -99,20 +115,27 @@ class StudyConfig:
     arms: tuple[str, ...] = field(default=ARMS, metadata={"help": "arms to train, in order"})
     steps: int | None = field(default=None, metadata={"help": "training steps per arm (default: the scale's)"})
     seed: int = field(default=0, metadata={"help": "seed of the syllable split, data, init and sampling noise"})
-    held_out: float = field(default=0.2, metadata={"help": "share of the 2,350 everyday syllables never trained"})
-    cells: int = field(default=4, metadata={"help": "syllable cells per title strip (titles of 2..cells)"})
-    learning_rate: float = field(default=4e-4, metadata={"help": "AdamW LR (UNet and text encoder, from scratch)"})
-    warmup_steps: int = field(default=100, metadata={"help": "linear LR warm-up"})
+    universe: str = field(default="compact", metadata={
+        "help": "syllables titles are drawn from: 'compact' (297 everyday syllables of 10 initials, 6 vowels, 4 finals)"
+                " or 'common' (all 2,350 everyday syllables)", "choices": list(UNIVERSES)})
+    held_out: float = field(default=0.2, metadata={"help": "share of the universe's syllables never trained"})
+    cells: int = field(default=3, metadata={"help": "syllable cells per title strip (titles of 2..cells)"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW LR (UNet and text encoder, from scratch)"})
+    warmup_steps: int = field(default=200, metadata={"help": "linear LR warm-up"})
     cfg_dropout: float = field(default=0.1, metadata={"help": "share of dropped prompts (and glyphs)"})
     ema_decay: float = field(default=0.999, metadata={"help": "EMA decay (with diffusers' warm-up)"})
     guidance_scale: float = field(default=3.0, metadata={"help": "CFG scale at sampling"})
     ocr: bool = field(default=True, metadata={"help": "also score with kordiff.ocr (Tesseract)"})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    threads: int = field(default=2, metadata={"help": "torch CPU threads (per process)"})
+    jobs: int = field(default=1, metadata={
+        "help": "train the arms in this many processes side by side (1 thread each), then merge their results"})
 
     def __post_init__(self) -> None:
         bad = [a for a in self.arms if a not in ARMS]
         if bad:
             raise ValueError(f"unknown arms {bad}; choose from {list(ARMS)}")
+        if self.universe not in UNIVERSES:
+            raise ValueError(f"universe must be one of {list(UNIVERSES)}, got {self.universe!r}")
         if not 0.0 < self.held_out < 1.0:
             raise ValueError("held_out must be in (0, 1)")
         if self.cells < 2:
@@ -134,12 +157,24 @@ def common_syllables() -> list[str]:
     return sorted(KS_X_1001)
 
 
-def split_syllables(seed: int, held_out: float) -> tuple[list[str], list[str]]:
-    """(train, held-out) everyday syllables: a seeded share of the 2,350 is never in a training title."""
+def universe_syllables(universe: str) -> list[str]:
+    """The syllables a study draws titles from: 'common' = the 2,350 everyday ones, 'compact' = 297 of them."""
     common = common_syllables()
-    random.Random(f"hangul-study-split:{seed}").shuffle(common)
-    k = round(len(common) * held_out)
-    return sorted(common[k:]), sorted(common[:k])
+    if universe == "common":
+        return common
+    if universe != "compact":
+        raise ValueError(f"universe must be one of {list(UNIVERSES)}, got {universe!r}")
+    keep = {chr(0xAC00 + (i * 21 + v) * 28 + f) for i in COMPACT_INITIALS for v in COMPACT_VOWELS
+            for f in COMPACT_FINALS}
+    return [c for c in common if c in keep]
+
+
+def split_syllables(seed: int, held_out: float, universe: str = "common") -> tuple[list[str], list[str]]:
+    """(train, held-out) syllables of the universe: a seeded share is never in a training title."""
+    syl = universe_syllables(universe)
+    random.Random(f"hangul-study-split:{seed}").shuffle(syl)
+    k = round(len(syl) * held_out)
+    return sorted(syl[k:]), sorted(syl[:k])
 
 
 def word_pool(cells: int) -> list[str]:
@@ -221,7 +256,8 @@ def render_target(title: str, cells: int, cell: int, rng: random.Random, nrng: n
     width, height = cells * cell, cell
     bg, _ = make_background(rng, nrng, width, ())
     y = rng.randint(0, width - height)
-    img = bg.crop((0, y, width, y + height))
+    # blurred: at 16 px a background texture is pixel noise the model would spend its capacity on
+    img = bg.crop((0, y, width, y + height)).filter(ImageFilter.GaussianBlur(1.5))
     colour = pick_text_colour(rng, np.asarray(img, np.float32).reshape(-1, 3).mean(0))
     fonts = [f for f in TARGET_FONTS if all(has_glyph(f, c) for c in title)]
     font = rng.choices(fonts, weights=[TARGET_FONTS[f] for f in fonts])[0]
@@ -572,7 +608,7 @@ def run(cfg: StudyConfig, progress=None) -> dict:
         if progress is not None:
             progress(msg)
 
-    train_syl, held = split_syllables(cfg.seed, cfg.held_out)
+    train_syl, held = split_syllables(cfg.seed, cfg.held_out, cfg.universe)
     titles = train_titles(s.n_train, train_syl, cfg.cells, cfg.seed)
     assert not set("".join(titles)) & set(held), "a held-out syllable leaked into training titles"
     sets = eval_titles(s.n_eval, train_syl, held, cfg.cells, cfg.seed, exclude=set(titles))
@@ -597,7 +633,8 @@ def run(cfg: StudyConfig, progress=None) -> dict:
         "config": dataclasses.asdict(cfg), "scale": dataclasses.asdict(s),
         "split": {"train_syllables": len(train_syl), "held_out_syllables": len(held), "seed": cfg.seed,
                   "held_out_sample": "".join(held[:40])},
-        "title_sets": sets, "train_strips": len(titles), "arms": {}, "ceiling": {}, "floor": {},
+        "title_sets": sets, "title_set_syllables": set_composition(sets, train_syl, held),
+        "train_strips": len(titles), "arms": {}, "ceiling": {}, "floor": {},
         "sample_seeds": f"{cfg.seed} + title index", "torch_threads": cfg.threads, "device": cfg.device,
     }
     show = sets["seen"][:4] + sets["unseen"][:4] + sets["benchmark"][:2]
@@ -657,18 +694,76 @@ def run(cfg: StudyConfig, progress=None) -> dict:
     return results
 
 
+def set_composition(sets: dict[str, list[str]], train_syl: list[str], held: list[str]) -> dict:
+    """Per title set, the share of its syllables that were trained, held out, or outside the study's universe."""
+    train_set, held_set = set(train_syl), set(held)
+    out = {}
+    for name, ts in sets.items():
+        chars = [c for t in ts for c in t if c != " "]
+        n = max(1, len(chars))
+        trained = sum(c in train_set for c in chars)
+        held_n = sum(c in held_set for c in chars)
+        out[name] = {"trained": round(trained / n, 3), "held_out": round(held_n / n, 3),
+                     "outside_universe": round((len(chars) - trained - held_n) / n, 3)}
+    return out
+
+
 def glyph_strip(title: str, cells: int, cell: int) -> Image.Image:
     from kordiff.glyph import render_glyph
 
     return render_glyph(title_layout(title, cells), cells * cell, cell, GLYPH_FONT).convert("RGB")
 
 
+def _slug(name: str) -> str:
+    return name.replace("+", "_").replace(" ", "_")
+
+
 def save(out: Path, results: dict, rows, show) -> None:
-    """Results so far (atomic JSON write) and the comparison sheet."""
+    """Results so far (atomic JSON write), each sheet row's strips (for --merge) and the comparison sheet."""
+    results["sheet"] = {"titles": show, "rows": [name for name, _ in rows]}
+    for name, imgs in rows:
+        d = out / "rows" / _slug(name)
+        d.mkdir(parents=True, exist_ok=True)
+        for k, img in enumerate(imgs):
+            img.save(d / f"{k:02d}.png")
     tmp = out / "hangul_study.json.tmp"
     tmp.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     tmp.replace(out / "hangul_study.json")
     write_png(out / "hangul_study.png", rows, show)
+
+
+def merge(dirs: list[Path], out: Path) -> dict:
+    """One results file and sheet from studies run side by side (same seed and scale, different arms each)."""
+    import shutil
+
+    parts = [json.loads((Path(d) / "hangul_study.json").read_text(encoding="utf-8")) for d in dirs]
+    first = parts[0]
+    for d, r in zip(dirs, parts):
+        same = {k: r["config"][k] for k in ("seed", "scale", "universe", "cells", "held_out", "quick")}
+        if same != {k: first["config"][k] for k in same} or r["title_sets"] != first["title_sets"]:
+            raise ValueError(f"{d}: not the same study as {dirs[0]} (seed, scale, universe, cells or titles differ)")
+    results = dict(first, arms={})
+    fixed = [n for n in first["sheet"]["rows"] if n not in first["arms"]]  # ground truth, glyph input, untrained
+    rows = [(n, _row_images(Path(dirs[0]), n)) for n in fixed]
+    out.mkdir(parents=True, exist_ok=True)
+    for d, r in zip(dirs, parts):
+        for arm, res in r["arms"].items():
+            results["arms"][arm] = res
+            rows.append((arm, _row_images(Path(d), arm)))
+            src = Path(d) / "samples" / _slug(arm)
+            if src.is_dir() and Path(d).resolve() != out.resolve():
+                shutil.copytree(src, out / "samples" / _slug(arm), dirs_exist_ok=True)
+    results["config"] = dict(first["config"], arms=list(results["arms"]), out=str(out))
+    results["merged_from"] = [str(d) for d in dirs]
+    results["complete"] = all(r.get("complete") for r in parts)
+    results["total_wall_seconds"] = max(r.get("total_wall_seconds", 0) for r in parts)  # they ran side by side
+    save(out, results, rows, first["sheet"]["titles"])
+    return results
+
+
+def _row_images(d: Path, name: str) -> list[Image.Image]:
+    files = sorted((d / "rows" / _slug(name)).glob("*.png"))
+    return [Image.open(f).convert("RGB") for f in files]
 
 
 def markdown_table(results: dict) -> str:
@@ -692,13 +787,59 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def run_jobs(cfg: StudyConfig, argv: list[str]) -> dict:
+    """The arms dealt round-robin to `cfg.jobs` processes of 1 thread (small convs scale poorly over threads, and a
+    busy core stalls a 2-thread process at every barrier), each writing {out}/part-K; then merged into {out}."""
+    import subprocess
+
+    drop = {"--jobs", "--out", "--arms", "--threads"}
+    keep, skip = [], False
+    for a in argv:  # the caller's other flags, passed on as given
+        if a.split("=")[0] in drop:
+            skip = "=" not in a
+            continue
+        if skip and not a.startswith("--"):
+            continue
+        skip = False
+        keep.append(a)
+    groups = [g for g in (list(cfg.arms[k::cfg.jobs]) for k in range(cfg.jobs)) if g]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts, procs = [], []
+    for k, arms in enumerate(groups):
+        part = out / f"part-{k}"
+        parts.append(part)
+        log = (out / f"part-{k}.log").open("w", encoding="utf-8")
+        cmd = [sys.executable, "-m", "bench.hangul_study", *keep, "--out", str(part), "--threads", "1",
+               "--arms", *arms]
+        logger.info("job %d: %s (log: %s)", k, " ".join(arms), log.name)
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+    failed = [k for k, pr in enumerate(procs) if pr.wait() != 0]
+    done = [pt for pt in parts if (pt / "hangul_study.json").exists()]
+    if failed:
+        logger.error("jobs %s failed (see %s/part-K.log); merging what they wrote", failed, out)
+    if not done:
+        raise RuntimeError(f"no job wrote results; see the logs in {out}")
+    return merge(done, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.hangul_study", description=__doc__.split("\n\n")[0])
     add_dataclass_args(p, StudyConfig)
     p.add_argument("--table", metavar="JSON", help="print the markdown table of a results file and exit")
+    p.add_argument("--merge", metavar="DIR", nargs="+",
+                   help="merge studies run side by side (one process per arm) into --out, then exit")
     ns = p.parse_args(argv)
     if ns.table:
         print(markdown_table(json.loads(Path(ns.table).read_text(encoding="utf-8"))))
+        return 0
+    if ns.merge:
+        try:
+            res = merge([Path(d) for d in ns.merge], Path(ns.out))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: cannot merge: {e}", file=sys.stderr)
+            return 2
+        print(markdown_table(res))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     try:
@@ -709,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
-    res = run(cfg)
+    res = run_jobs(cfg, argv if argv is not None else sys.argv[1:]) if cfg.jobs > 1 else run(cfg)
     print(json.dumps({a: r["sets"] for a, r in res["arms"].items()}, ensure_ascii=False, indent=1))
     print(f"results in {Path(cfg.out) / 'hangul_study.json'}")
     return 0

@@ -22,6 +22,23 @@ def test_held_out_syllables_never_reach_training_titles():
     assert sets["benchmark"] and all(len(t) <= 4 for t in sets["benchmark"])
 
 
+def test_compact_universe_is_jamo_closed_and_its_held_out_syllables_reuse_trained_jamo():
+    from kordiff.tokens import char_tokens
+
+    syl = hs.universe_syllables("compact")
+    assert len(syl) == 297 and set(syl) <= set(hs.common_syllables()) and "강" in syl and "닭" not in syl
+    train, held = hs.split_syllables(0, 0.2, "compact")
+    assert len(held) == 59 and sorted(train + held) == syl
+    trained_jamo = {j for c in train for j in char_tokens(c, "jamo")}
+    assert all(set(char_tokens(c, "jamo")) <= trained_jamo for c in held)  # unseen = new combinations only
+    titles = hs.train_titles(500, train, 4, 0)
+    assert set("".join(titles)) <= set(train)
+    sets = hs.eval_titles(16, train, held, 4, 0, exclude=set(titles))
+    assert all(set(t) <= set(syl) for t in sets["seen"] + sets["unseen"])
+    with pytest.raises(ValueError, match="universe"):
+        hs.StudyConfig(universe="everything")
+
+
 def test_template_scorer_reads_real_renders_and_not_noise():
     bank = hs.TemplateBank(16, sizes=(14,))
     titles = ["별빛", "하늘바다", "고양이"]
@@ -44,3 +61,19 @@ def test_quick_study_trains_samples_and_writes_every_arm(tmp_path):
         assert any((tmp_path / "samples" / arm.replace("+", "_")).glob("seen-*.png"))
     assert set(res["ceiling"]) == {"seen", "unseen", "benchmark"} and "seen" in res["floor"]
     assert (tmp_path / "hangul_study.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_arms_run_side_by_side_merge_into_one_study(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    hs.run(hs.StudyConfig(out=str(a), quick=True, arms=("syllable",), ocr=False))
+    hs.run(hs.StudyConfig(out=str(b), quick=True, arms=("glyph+jamo",), ocr=False))
+    assert hs.main(["--merge", str(a), str(b), "--out", str(tmp_path / "m")]) == 0
+    res = json.loads((tmp_path / "m" / "hangul_study.json").read_text(encoding="utf-8"))
+    assert list(res["arms"]) == ["syllable", "glyph+jamo"] and res["complete"]
+    assert res["sheet"]["rows"] == ["ground truth", "glyph input", "untrained", "syllable", "glyph+jamo"]
+    assert any((tmp_path / "m" / "samples" / "glyph_jamo").glob("seen-*.png"))
+    other = json.loads((b / "hangul_study.json").read_text(encoding="utf-8"))
+    other["config"]["seed"] = 1  # a study of another split must not be merged into this one
+    (b / "hangul_study.json").write_text(json.dumps(other), encoding="utf-8")
+    assert hs.main(["--merge", str(a), str(b), "--out", str(tmp_path / "bad")]) == 2
