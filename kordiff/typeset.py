@@ -21,11 +21,10 @@ from .layout import DEFAULT_SHAPE, GRID, Box, Layout, Size, cover_size
 from .motifs import is_red
 
 __all__ = [
-    "MIN_CONTRAST", "OCR_READABLE_FONTS", "ROLE_FONTS", "THEMES", "FittedText", "PlacedText", "TextColour", "Theme",
-    "TypesetStyle", "background_luminance_range", "contrast_ratio", "fit_text", "image_palette", "infer_roles",
-    "mood_fonts", "pick_text_colour", "procedural_background", "readable_font", "relative_luminance", "theme_for",
-    "theme_palette", "typeset_box",
-    "typeset_cover", "typeset_layout",
+    "FALLBACK_FONT", "MIN_CONTRAST", "OCR_READABLE_FONTS", "ROLE_FONTS", "THEMES", "FittedText", "PlacedText",
+    "TextColour", "Theme", "TypesetStyle", "background_luminance_range", "contrast_ratio", "fit_text",
+    "image_palette", "infer_roles", "mood_fonts", "pick_text_colour", "procedural_background", "readable_font",
+    "relative_luminance", "theme_for", "theme_palette", "typeset_box", "typeset_cover", "typeset_layout",
 ]
 
 logger = logging.getLogger(__name__)
