@@ -118,8 +118,8 @@ FALLBACK_FONT = "sans"  # NanumBarunGothic draws all 11,172 Hangul syllables
 
 # Faces that "auto" may pick: the ones Tesseract reads at cover sizes, so a cover's exact-text check (OCR) means
 # something. Sentence accuracy over all 229 benchmark titles, one face for every box (`python -m kordiff.evaluate
-# --split all --font F`): sans 0.99, serif 0.99, handwriting 0.84, display 0.57 (BM DoHyeon's square ㅇ reads
-# as ㅁ), brush 0.55. The others stay one click away (`font="display"`) but are never chosen for the user.
+# --split all --font F`): sans 0.995, serif 0.991, handwriting 0.836, display 0.570 (BM DoHyeon's square ㅇ
+# reads as ㅁ), brush 0.551. The others stay one click away (`font="display"`) but are never chosen for the user.
 OCR_READABLE_FONTS = ("sans", "serif")
 
 
