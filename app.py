@@ -48,6 +48,10 @@ CSS += """
 #canvas button[aria-label^='Rotate'] { display: none; }  /* rotation is not part of a layout */
 #status { border-left: 4px solid var(--color-accent); padding-left: 8px; }
 #table * { font-family: 'KorDiff Hangul', var(--font-mono), monospace; }
+/* Covers are 2:3 portrait: book-shaped cells show them whole (object_fit="contain" letterboxes the odd square one),
+   and no caption strip over the foot, where the author sits; the full captions are listed under the gallery. */
+#gallery .thumbnail-item { aspect-ratio: 2 / 3; }
+#gallery .thumbnail-item .caption-label { display: none; }
 @media (max-width: 640px) { #table th, #table td { padding: 2px !important; font-size: 13px; } }
 """
 LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)], "max_file_size": "2mb",

@@ -18,7 +18,7 @@ from pathlib import Path
 from .capabilities import Capabilities, startup_capabilities
 from .config import MAX_IMAGES, GenerateConfig, add_dataclass_args, from_args
 from .hub import BUSY_ART, ModelUnavailableError, first_line
-from .layout import Layout, LayoutError
+from .layout import COVER_SIZES, DEFAULT_SHAPE, Layout, LayoutError, cover_size
 from .modes import PLANNERS, decide, planner_help
 from .plan_result import PlannerUnavailableError
 
@@ -38,22 +38,24 @@ def _caps(model: str = "td2") -> Capabilities:
 
 
 def _plan(planner: str | None, caps: Capabilities, title: str, description: str, subtitle: str, author: str,
-          seed: int):
-    """Plan with the chosen planner (default: what works here)."""
+          seed: int, shape: str = DEFAULT_SHAPE):
+    """Plan with the chosen planner (default: what works here) for a cover of `shape`."""
     planner = planner or caps.default_planner
     if planner == "m1":
         from .planner import M1Planner  # warns what M1 costs on a CPU before loading it
 
         keywords = [t for t in (title, subtitle, author) if t]
         return M1Planner(seed=seed).plan(title, description, keywords)
-    from .planner import HeuristicPlanner
+    from .planner import HeuristicConfig, HeuristicPlanner
 
-    return HeuristicPlanner(seed=seed).plan(title, description, subtitle=subtitle or None, author=author or None)
+    # Grid cells are per axis, so line heights depend on the cover's aspect: the planner must know the shape.
+    return HeuristicPlanner(seed=seed, config=HeuristicConfig(shape=shape)).plan(
+        title, description, subtitle=subtitle or None, author=author or None)
 
 
 def cmd_plan(args) -> int:
     title = _check_title(args.title, 'plan "별빛의 속삭임"')
-    result = _plan(args.planner, _caps(), title, args.description, args.subtitle, args.author, args.seed)
+    result = _plan(args.planner, _caps(), title, args.description, args.subtitle, args.author, args.seed, args.shape)
     for w in result.warnings:
         logger.warning("%s", w)
     print(result.layout.to_json())
@@ -93,14 +95,15 @@ def _write_covers(args, cfg: GenerateConfig, title: str, work: Path) -> list[str
     if args.layout:
         layout = Layout.from_json(Path(args.layout).read_text(encoding="utf-8"))
     else:
-        layout = _plan(args.planner, caps, title, args.description, args.subtitle, args.author, seed).layout
+        layout = _plan(args.planner, caps, title, args.description, args.subtitle, args.author, seed,
+                       args.shape).layout
     decision = decide(mode, len(layout))
     for notice in decision.notices:
         logger.warning("%s", notice)
     (work / "layout.json").write_text(layout.to_json(), encoding="utf-8")
     from .layout import render_layout
 
-    render_layout(layout, size=512).save(work / "layout.png")
+    render_layout(layout, size=cover_size(args.shape)).save(work / "layout.png")
     pipe = _load(cfg.model, cfg.scheme) if decision.needs_pipeline else None
     from .tokens import book_caption
 
@@ -121,7 +124,8 @@ def _write_covers(args, cfg: GenerateConfig, title: str, work: Path) -> list[str
         return lines
     from .covers import CoverOptions, make_covers
 
-    options = CoverOptions(num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale, scheduler=cfg.scheduler)
+    options = CoverOptions(shape=args.shape, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                           scheduler=cfg.scheduler)
     covers = make_covers(decision.mode, layout, title, args.description, n=cfg.num_images, seed=seed, pipeline=pipe,
                          best_of=cfg.best_of, options=options)
     lines = []
@@ -166,6 +170,10 @@ def _text_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--planner", choices=PLANNERS, default=None,
                    help=f"layout planner: {planner_help()} (default: detected at start-up: m1 with a GPU and its "
                         "weights, else heuristic)")
+    p.add_argument("--shape", choices=sorted(COVER_SIZES), default=DEFAULT_SHAPE,
+                   help=f"cover shape: portrait (2:3, {'x'.join(map(str, COVER_SIZES['portrait']))}, a Korean book) "
+                        f"or square ({'x'.join(map(str, COVER_SIZES['square']))}, TD2's native shape) "
+                        f"(default: {DEFAULT_SHAPE})")
 
 
 def build_parser() -> argparse.ArgumentParser:

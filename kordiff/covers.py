@@ -12,7 +12,14 @@ from PIL import Image
 from .layout import COVER_SIZES, DEFAULT_SHAPE, Layout, cover_size
 from .modes import MODES
 from .ocr import ImageScore, score_image
-from .typeset import TypesetStyle, cover_style, image_palette, procedural_background, typeset_layout
+from .typeset import (
+    FALLBACK_FONT,
+    TypesetStyle,
+    cover_style,
+    image_palette,
+    procedural_background,
+    typeset_layout,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,30 +100,54 @@ def _typeset_style(description: str, options: CoverOptions, art: Image.Image | N
     return cover_style(description, options.font, options.body_font, palette)
 
 
+def _typeset_checked(ground: Image.Image, layout: Layout, style: TypesetStyle, options: CoverOptions,
+                     scorer: Scorer | None) -> tuple[Image.Image, ImageScore | None, tuple[str, ...]]:
+    """`layout` typeset over a copy of `ground`, and its OCR score. Where OCR misreads a title in the face the mood
+    picked ("auto": Myeongjo reads 0.99, yet 갑 -> 감), the title and subtitle are set again in the Gothic fallback
+    and that cover is kept if it reads better: the exact-text check then confirms the cover instead of flagging a
+    correct one. A face the user chose is never swapped; the author keeps its face."""
+    image = ground.copy()
+    typeset_layout(image, layout, style)
+    score = scorer(image, layout) if scorer else None
+    title_font = style.font_for("title")
+    if (score is None or score.correct or not score.scorable or options.font != "auto"
+            or title_font == FALLBACK_FONT):
+        return image, score, ()
+    fonts = tuple((r, FALLBACK_FONT if r in ("title", "subtitle") else f) for r, f in style.role_fonts)
+    retry = ground.copy()
+    typeset_layout(retry, layout, replace(style, font=FALLBACK_FONT, role_fonts=fonts))
+    retry_score = scorer(retry, layout)
+    if retry_score.score <= score.score:
+        return image, score, ()
+    note = f"OCR read the {title_font} title as {score.hypothesis!r}: set it in Gothic ({FALLBACK_FONT}) instead"
+    logger.info(note)
+    return retry, retry_score, (note,)
+
+
 def _hybrid(pipeline, caption: str, layout: Layout, base: Image.Image, seed: int, description: str,
             options: CoverOptions, scorer: Scorer | None) -> Cover:
     """Exact title over a diffusion image (the typeset mode's typography; a solid panel where the art is busy);
     harmonised only when OCR says the title survived."""
-    typeset = base.convert("RGB").copy()
-    typeset_layout(typeset, layout, _typeset_style(description, options, typeset))
-    plain_score = scorer(typeset, layout) if scorer else None
+    ground = base.convert("RGB")
+    typeset, plain_score, notes = _typeset_checked(ground, layout, _typeset_style(description, options, ground),
+                                                   options, scorer)
     if not options.harmonise:
-        return Cover(typeset, seed, "hybrid", plain_score)
+        return Cover(typeset, seed, "hybrid", plain_score, notes=notes)
     # img2img runs steps * strength denoising steps: make sure that is at least one.
     steps = max(options.num_inference_steps, math.ceil(1 / options.harmonise_strength))
     harmonised = _diffuse(pipeline, caption, layout, [seed], replace(options, num_inference_steps=steps),
                           image=typeset, strength=options.harmonise_strength)[0]
     if scorer is None:
-        return Cover(harmonised, seed, "hybrid", None, harmonised=True)
+        return Cover(harmonised, seed, "hybrid", None, harmonised=True, notes=notes)
     new_score = scorer(harmonised, layout)
     kept_boxes = sum(b.correct for b in new_score.boxes) >= sum(b.correct for b in plain_score.boxes)
     # No evidence is no pass: if OCR cannot read the plain title either, the harmonised picture might have
     # erased it, while the plain one certainly holds the exact text.
     if plain_score.ned > 0 and kept_boxes and new_score.ned >= plain_score.ned - options.harmonise_max_ned_drop:
-        return Cover(harmonised, seed, "hybrid", new_score, harmonised=True)
+        return Cover(harmonised, seed, "hybrid", new_score, harmonised=True, notes=notes)
     note = f"harmonising broke the OCR check (NED {plain_score.ned:.2f} -> {new_score.ned:.2f}); kept the plain one"
     logger.info(note)
-    return Cover(typeset, seed, "hybrid", plain_score, notes=(note,))
+    return Cover(typeset, seed, "hybrid", plain_score, notes=(*notes, note))
 
 
 def make_covers(
@@ -153,9 +184,9 @@ def make_covers(
     if mode == "typeset":
         style = _typeset_style(description, options)
         for i, s in enumerate(seeds):
-            image = procedural_background(description, size=options.size, seed=s, quiet=layout)
-            typeset_layout(image, layout, style)
-            covers.append(Cover(image, s, mode, scorer(image, layout) if scorer else None))
+            ground = procedural_background(description, size=options.size, seed=s, quiet=layout)
+            image, score, notes = _typeset_checked(ground, layout, style, options, scorer)
+            covers.append(Cover(image, s, mode, score, notes=notes))
             if progress:
                 progress(i + 1, total)
     else:

@@ -231,7 +231,9 @@ class EvalConfig:
         "help": "diffusion/hybrid: 'td2', 'tiny-random', 'busy-art' (text-free stand-in art, no weights), "
                 "a saved pipeline directory or Hub id ('': td2)"})
     device: str = field(default="", metadata={"help": "torch device for the model ('': CUDA when available)"})
-    font: str = field(default="sans", metadata={"help": "typeset font style", "choices": sorted(FONTS)})
+    font: str = field(default="auto", metadata={
+        "help": "title font style ('auto': by the description's mood, what users get)",
+        "choices": ["auto", *sorted(FONTS)]})
     seed: int = field(default=0, metadata={"help": "seed of every title's first candidate (and its placement)"})
     planner: str = field(default="heuristic", metadata={"help": "layout planner: " + planner_help(),
                                                         "choices": list(PLANNERS)})
@@ -328,22 +330,30 @@ def summary_markdown(summary: dict, rows: list[EvalRow], cfg: EvalConfig) -> str
     return "\n".join(lines) + "\n"
 
 
+def _thumb_size(image: Image.Image, thumb: int) -> tuple[int, int]:
+    """`thumb` pixels wide, the height keeping the image's aspect ratio (a 2:3 portrait cover: 128x192)."""
+    return thumb, max(1, round(thumb * image.height / max(1, image.width)))
+
+
 def contact_sheet(images: list[Image.Image], rows: list[EvalRow], thumb: int = 128, cols: int = 10) -> Image.Image:
-    """Thumbnails framed green (read exactly), red (misread) or grey (unscorable), with the id under each."""
+    """Thumbnails `thumb` px wide in their own aspect ratio, framed green (read exactly), red (misread) or grey
+    (unscorable), with the id under each."""
     n = len(images)
     cols = max(1, min(cols, n))
     rows_n = max(1, -(-n // cols))
-    cell = thumb + 6
+    cell_w = thumb + 6
+    cell_h = max((_thumb_size(img, thumb)[1] for img in images), default=thumb) + 6
     label = 14
-    sheet = Image.new("RGB", (cols * cell, rows_n * (cell + label)), "white")
+    sheet = Image.new("RGB", (cols * cell_w, rows_n * (cell_h + label)), "white")
     draw = ImageDraw.Draw(sheet)
     font = load_font("sans", 11)
     for i, (img, row) in enumerate(zip(images, rows)):
-        x, y = (i % cols) * cell, (i // cols) * (cell + label)
+        x, y = (i % cols) * cell_w, (i // cols) * (cell_h + label)
+        tw, th = _thumb_size(img, thumb)
         frame = (150, 150, 150) if not row.scorable else ((40, 170, 60) if row.correct else (220, 40, 40))
-        draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=frame)
-        sheet.paste(img.convert("RGB").resize((thumb, thumb)), (x + 3, y + 3))
-        draw.text((x + 3, y + cell), row.id, fill="black", font=font)
+        draw.rectangle((x, y, x + cell_w - 1, y + th + 5), fill=frame)
+        sheet.paste(img.convert("RGB").resize((tw, th), Image.LANCZOS), (x + 3, y + 3))
+        draw.text((x + 3, y + th + 6), row.id, fill="black", font=font)
     return sheet
 
 
@@ -351,8 +361,8 @@ def run(cfg: EvalConfig, pipeline=None, progress: Callable | None = None) -> dic
     """Run the benchmark, write results.csv, boxes-free summary.md, contact_sheet.png; return the summary."""
     if cfg.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
-    if cfg.font not in FONTS:
-        raise ValueError(f"font must be one of {sorted(FONTS)}, got {cfg.font!r}")
+    if cfg.font != "auto" and cfg.font not in FONTS:
+        raise ValueError(f"font must be 'auto' or one of {sorted(FONTS)}, got {cfg.font!r}")
     titles = load_titles(cfg.split)
     if cfg.limit:
         titles = titles[: cfg.limit]

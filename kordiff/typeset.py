@@ -21,10 +21,10 @@ from .layout import DEFAULT_SHAPE, GRID, Box, Layout, Size, cover_size
 from .motifs import is_red
 
 __all__ = [
-    "MIN_CONTRAST", "ROLE_FONTS", "THEMES", "FittedText", "PlacedText", "TextColour", "Theme", "TypesetStyle",
-    "background_luminance_range", "contrast_ratio", "fit_text", "image_palette", "infer_roles", "mood_fonts",
-    "pick_text_colour", "procedural_background", "relative_luminance", "theme_for", "theme_palette", "typeset_box",
-    "typeset_cover", "typeset_layout",
+    "FALLBACK_FONT", "MIN_CONTRAST", "OCR_READABLE_FONTS", "ROLE_FONTS", "THEMES", "FittedText", "PlacedText",
+    "TextColour", "Theme", "TypesetStyle", "background_luminance_range", "contrast_ratio", "fit_text",
+    "image_palette", "infer_roles", "mood_fonts", "pick_text_colour", "procedural_background", "readable_font",
+    "relative_luminance", "theme_for", "theme_palette", "typeset_box", "typeset_cover", "typeset_layout",
 ]
 
 logger = logging.getLogger(__name__)
@@ -116,12 +116,25 @@ ROLE_FONTS = ("title", "subtitle", "author")
 FALLBACK_FONT = "sans"  # NanumBarunGothic draws all 11,172 Hangul syllables
 
 
+# Faces that "auto" may pick: the ones Tesseract reads at cover sizes, so a cover's exact-text check (OCR) means
+# something. Sentence accuracy over all 229 benchmark titles, one face for every box (`python -m kordiff.evaluate
+# --split all --font F`): sans 0.995, serif 0.991, handwriting 0.836, display 0.570 (BM DoHyeon's square ㅇ
+# reads as ㅁ), brush 0.551. The others stay one click away (`font="display"`) but are never chosen for the user.
+OCR_READABLE_FONTS = ("sans", "serif")
+
+
+def readable_font(style: str) -> str:
+    """`style` if OCR reads it reliably (OCR_READABLE_FONTS), else the Gothic fallback: what "auto" sets."""
+    return style if style in OCR_READABLE_FONTS else FALLBACK_FONT
+
+
 def mood_fonts(description: str = "", title_font: str | None = None, body_font: str | None = None) -> dict[str, str]:
-    """Font style per role for a description's mood (Myeongjo for literary, Gothic for thrillers and cities,
-    display for children and summer, ...); `title_font`/`body_font` (a FONTS style) override the mood."""
+    """Font style per role for a description's mood (Myeongjo for literary, Gothic for thrillers, cities and
+    children, ...); `title_font`/`body_font` (a FONTS style) override the mood. The mood's own choice is limited to
+    OCR_READABLE_FONTS (a children's theme's display face becomes Gothic); the user's choice is kept as given."""
     theme = theme_for(description)
-    title = title_font or theme.title_font
-    body = body_font or theme.body_font
+    title = title_font or readable_font(theme.title_font)
+    body = body_font or readable_font(theme.body_font)
     sub = title if title in ("serif", "sans") else body  # brush/display/pen subtitles read as clutter
     return {"title": title, "subtitle": sub, "author": body}
 

@@ -115,6 +115,12 @@ def test_plan_generate_drag_add_delete(browser, url):
     pg.wait_for_function("() => document.querySelectorAll('#gallery img').length === 2", timeout=120_000)
     pg.wait_for_function("() => document.querySelector('#details')?.innerText.split('seed').length === 3")
     assert "typeset" in pg.inner_text("#details") and "OCR read '마음의 바다 김하늘'" in pg.inner_text("#details")
+    # Portrait covers show whole: book-shaped (2:3) thumbnails, letterboxed never cropped, no caption over the foot
+    thumbs = pg.eval_on_selector_all("#gallery .thumbnail-item", "els => els.map(e => [e.clientWidth, "
+                                     "e.clientHeight, getComputedStyle(e.querySelector('img')).objectFit, "
+                                     "e.querySelector('.caption-label')?.offsetHeight ?? 0])")
+    assert len(thumbs) == 2 and all(abs(h / w - 1.5) < 0.02 and fit == "contain" and cap == 0
+                                    for w, h, fit, cap in thumbs), thumbs
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / "desktop.png"), full_page=True)
 

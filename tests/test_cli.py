@@ -36,6 +36,35 @@ def test_plan_places_subtitle_and_author(capsys):
     assert Layout.from_json(capsys.readouterr().out).texts == ["별빛의 속삭임", "밤하늘 이야기", "김하늘"]
 
 
+def test_plan_follows_the_cover_shape(capsys):
+    """--shape reaches the heuristic planner: a square cover's title box is taller in grid cells (a cell is 4 px
+    high there, 6 px on a 512x768 portrait), exactly as HeuristicConfig(shape=...) plans it."""
+    from kordiff.planner import HeuristicConfig, HeuristicPlanner
+
+    layouts = {}
+    for shape in ("square", "portrait"):
+        assert main(["plan", "별빛의 속삭임", "--shape", shape]) == 0
+        layouts[shape] = Layout.from_json(capsys.readouterr().out)
+        expected = HeuristicPlanner(seed=0, config=HeuristicConfig(shape=shape)).plan("별빛의 속삭임").layout
+        assert layouts[shape] == expected, shape
+    assert layouts["square"][0].height > layouts["portrait"][0].height
+    assert main(["plan", "별빛"]) == 0  # portrait is the default
+    assert Layout.from_json(capsys.readouterr().out) == HeuristicPlanner(seed=0).plan("별빛").layout
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["plan", "별빛", "--shape", "landscape"])
+
+
+def test_generate_writes_covers_in_the_chosen_shape(tmp_path, capsys):
+    from PIL import Image
+
+    for shape, size in (("square", (512, 512)), ("portrait", (512, 768))):
+        out = tmp_path / shape
+        assert main(["generate", "--title", "마음의 바다", "--mode", "typeset", "--seed", "0", "--shape", shape,
+                     "--out", str(out)]) == 0
+        with Image.open(out / "cover1_typeset_seed0.png") as cover, Image.open(out / "layout.png") as preview:
+            assert cover.size == preview.size == size, shape
+
+
 def test_plan_imports_no_torch_diffusers_or_transformers():
     code = ("import sys; from kordiff.__main__ import main; assert main(['plan', '제목']) == 0; "
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers', 'transformers')); "

@@ -11,7 +11,9 @@ from kordiff.layout import Box, Layout
 from kordiff.ocr import ImageScore, score_reads
 
 LAYOUT = Layout.of([Box("작은 정원", 16, 20, 112, 44)])
-FAST = CoverOptions(num_inference_steps=1, guidance_scale=1.0, width=256)  # one UNet call, no CFG batch
+# One UNet call, no CFG batch. A fixed face: with "auto", a misread mood face is OCR'd again in Gothic (its own
+# tests below), an extra scorer call the stubbed scorers here do not plan for.
+FAST = CoverOptions(num_inference_steps=1, guidance_scale=1.0, width=256, font="sans")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,55 @@ def test_default_cover_is_portrait_and_square_on_request():
     assert portrait.image.size == (512, 768) and square.image.size == (512, 512)
     with pytest.raises(ValueError, match="shape"):
         CoverOptions(shape="landscape-ish")
+
+
+def _stub_scorer(reads: list[bool]):
+    """Scores in order (True: read exactly), recording each image it was shown."""
+    shown = []
+
+    def scorer(image, layout):
+        shown.append(image.copy())
+        return fake_score(reads[len(shown) - 1], 0.5)
+
+    return scorer, shown
+
+
+def test_auto_title_misread_in_the_mood_face_is_set_in_gothic():
+    """'auto' font, literary mood (Myeongjo title): OCR misreads it once -> the same ground with a Gothic title
+    is scored and kept, with a note; the author keeps its face."""
+    scorer, shown = _stub_scorer([False, True])
+    layout = Layout.of([Box("작은 정원", 16, 20, 112, 44), Box("김하늘", 40, 110, 88, 118)])
+    options = replace(FAST, font="auto")
+    (cover,) = make_covers("typeset", layout, description="history", seed=3, options=options, scorer=scorer)
+    assert len(shown) == 2 and cover.score.correct and "set it in Gothic" in cover.notes[0]
+    assert cover.image.tobytes() == shown[1].tobytes() != shown[0].tobytes()
+    foot = (0, round(shown[0].height * 100 / 128), shown[0].width, shown[0].height)  # the author line
+    assert shown[0].crop(foot).tobytes() == shown[1].crop(foot).tobytes()
+
+
+@pytest.mark.parametrize("reads, font, calls", [
+    ([True], "auto", 1),  # read: nothing to fix
+    ([False], "serif", 1),  # the user's own face is never swapped
+    ([False, False], "auto", 2),  # Gothic reads no better: the mood face stays
+])
+def test_auto_gothic_retry_only_where_it_helps(reads, font, calls):
+    scorer, shown = _stub_scorer(reads)
+    (cover,) = make_covers("typeset", LAYOUT, description="history", options=replace(FAST, font=font),
+                           scorer=scorer)
+    assert len(shown) == calls and not cover.notes
+    assert cover.image.tobytes() == shown[0].tobytes()
+
+
+def test_auto_title_that_ocr_misreads_reads_back_exactly():
+    """The benchmark's '강물처럼' (like a river), planned as the benchmark plans it: Tesseract reads the Myeongjo
+    title as 강물처렴 (shipped tessdata, deterministic); the cover users get ('auto') reads exactly."""
+    from kordiff.planner import HeuristicPlanner
+
+    layout = HeuristicPlanner(seed=0).plan("강물처럼", "like a river").layout
+    (serif,) = make_covers("typeset", layout, description="like a river", options=CoverOptions(font="serif"))
+    (cover,) = make_covers("typeset", layout, description="like a river", options=CoverOptions())
+    assert not serif.score.correct and serif.score.hypothesis == "강물처렴"
+    assert cover.score.correct and "set it in Gothic" in cover.notes[0]
 
 
 def test_diffusion_mode_runs_the_pipeline(pipe):

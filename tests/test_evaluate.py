@@ -5,12 +5,15 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from kordiff.evaluate import (
     BENCHMARK,
     TEXT_FREE_KINDS,
     EvalConfig,
+    EvalRow,
     build_parser,
+    contact_sheet,
     load_titles,
     main,
     plan_layout,
@@ -79,6 +82,26 @@ def test_cli_flags_come_from_the_config():
     assert cfg.mode == "hybrid" and cfg.limit == 3 and cfg.harmonise is False and cfg.best_of == 4
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--mode", "painting"])
+
+
+def test_cli_evaluates_the_fonts_users_get_by_default():
+    assert EvalConfig().font == build_parser().parse_args([]).font == "auto"
+    assert build_parser().parse_args(["--font", "display"]).font == "display"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--font", "comic"])
+
+
+def test_contact_sheet_keeps_portrait_covers_upright():
+    """A 2:3 cover becomes a 128x192 thumbnail, not a squashed square: its top and bottom halves land where the
+    aspect ratio puts them."""
+    cover = Image.new("RGB", (512, 768), (255, 0, 0))
+    cover.paste((0, 0, 255), (0, 384, 512, 768))
+    row = EvalRow("kt000", "제목", "heuristic", True, True, 1.0, 1.0, "제목", 0, 0.1, 0.1)
+    sheet = contact_sheet([cover, cover], [row, row], thumb=128, cols=2)
+    assert sheet.size == (2 * 134, 192 + 6 + 14)
+    assert sheet.getpixel((3 + 64, 3 + 48)) == (255, 0, 0) and sheet.getpixel((3 + 64, 3 + 144)) == (0, 0, 255)
+    square = contact_sheet([Image.new("RGB", (512, 512))], [row], thumb=128)
+    assert square.size == (134, 128 + 6 + 14)
 
 
 def test_typeset_run_writes_the_report(tmp_path, capsys):

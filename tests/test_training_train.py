@@ -345,3 +345,13 @@ def test_step_functions_work_from_a_script(base_dir, covers, tmp_path):
     loss = diffusion_loss(first[0], models.vae, models.unet, models.text_encoder, models.noise_scheduler, "cpu",
                           torch.float32)
     assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_validation_layouts_are_planned_for_square_training_images():
+    """Training images are square and grid cells are per axis: a portrait plan would squash the title's box."""
+    from kordiff.planner import HeuristicConfig, HeuristicPlanner
+    from training.train import validation_layout
+
+    square = HeuristicPlanner(seed=0, config=HeuristicConfig(shape="square")).plan("별빛의 속삭임").layout
+    assert validation_layout("별빛의 속삭임", 512) == square
+    assert square != HeuristicPlanner(seed=0, config=HeuristicConfig(shape="portrait")).plan("별빛의 속삭임").layout

@@ -250,11 +250,25 @@ def test_title_dominates_subtitle_and_author_in_rendered_ink(title, shape):
 def test_fonts_follow_the_mood_or_the_user():
     assert mood_fonts("조선 역사")["title"] == "serif"
     assert mood_fonts("rainy city street")["title"] == "sans"
-    assert mood_fonts("아이들 동화")["title"] == "display"
+    assert mood_fonts("아이들 동화")["title"] == "sans"  # the child theme's display face is not OCR-readable
+    assert mood_fonts("아이들 동화", title_font="display")["title"] == "display"  # the user's pick is kept
     assert mood_fonts("night", title_font="brush") == {"title": "brush", "subtitle": "sans", "author": "sans"}
     style = cover_style("night", font="serif")
     assert style.font_for("title") == style.font_for("subtitle") == "serif"
     assert cover_style("night", font="serif", body_font="handwriting").font_for("author") == "handwriting"
+
+
+def test_auto_fonts_are_only_ocr_readable_faces():
+    """`auto` never sets a face Tesseract misreads (display 0.57, brush 0.55 on the benchmark): every theme's
+    mood fonts, for every role, are readable; a readable face passes through; the rest fall back to Gothic."""
+    from kordiff.typeset import OCR_READABLE_FONTS, THEMES, readable_font
+
+    assert {readable_font(f) for f in ("display", "brush", "handwriting")} == {"sans"}
+    assert readable_font("serif") == "serif"
+    assert {t.title_font for t in THEMES.values()} - set(OCR_READABLE_FONTS)  # some mood asks for an unreadable face
+    for name in THEMES:
+        assert set(mood_fonts(name).values()) <= set(OCR_READABLE_FONTS), name
+        assert set(dict(cover_style(name).role_fonts).values()) <= set(OCR_READABLE_FONTS), name
 
 
 def test_per_box_fonts_override_roles():

@@ -654,11 +654,12 @@ def train(cfg: TrainConfig, pipeline=None, ko_clip=None, on_step: Callable[[int]
 
 
 def validation_layout(title: str, size: int) -> Layout:
-    """A planned layout for a validation title (kordiff's heuristic planner when present, else one box)."""
+    """A planned layout for a validation title (kordiff's heuristic planner when present, else one box), planned
+    for a square cover: training images are square, and grid cells are per axis."""
     try:
-        from kordiff.planner import HeuristicPlanner
+        from kordiff.planner import HeuristicConfig, HeuristicPlanner
 
-        return HeuristicPlanner(seed=0).plan(title).layout
+        return HeuristicPlanner(seed=0, config=HeuristicConfig(shape="square")).plan(title).layout
     except ImportError:
         return Layout((Box.from_pixels(title, size * 0.1, size * 0.35, size * 0.9, size * 0.55, size=size),))
 
