@@ -112,20 +112,11 @@ class CoverApp:
         boxes = canvas.get("boxes") if isinstance(canvas, dict) else None
         if not isinstance(boxes, list):
             return [], gr.skip(), _notify(["The canvas is empty: plan again or add rows to the table."]), None
-        previous = editing.rows_to_layout(table).layout
-        pending = editing.pending_new_box(boxes, previous)
-        signature = repr(boxes[:1]) if pending else None
-        # A new box's text is asked for in a dialog: say it has none only when the dialog closed without one.
-        edit = editing.boxes_to_layout(boxes, pending_ok=pending and signature != seen)
-        layout, canvas_out = edit.layout, gr.skip()
-        if not pending and editing.new_box_first(boxes, previous):
-            layout = editing.append_new_box(layout)
-            canvas_out = _canvas(layout)
-        elif edit.notices and not pending:
-            canvas_out = _canvas(layout)  # show the clipped boxes, drop the dropped ones
-        if layout == previous and not edit.notices:
-            return gr.skip(), canvas_out, gr.skip(), signature  # a no-op (e.g. Plan redrew the canvas)
-        return editing.layout_to_rows(layout), canvas_out, _notify(edit.notices), signature
+        edit = editing.canvas_edit(boxes, table, seen)
+        canvas_out = _canvas(edit.layout) if edit.redraw else gr.skip()
+        if not edit.changed:
+            return gr.skip(), canvas_out, gr.skip(), edit.signature  # a no-op (e.g. Plan redrew the canvas)
+        return editing.layout_to_rows(edit.layout), canvas_out, _notify(edit.notices), edit.signature
 
     def edit_table(self, table):
         """Table edited -> (canvas, table redrawn when it showed anything but the layout, notices)."""
