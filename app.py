@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 from kordiff.assets import font_path
 from kordiff.capabilities import startup_capabilities
@@ -41,17 +42,7 @@ FONT = font_path("sans")
 # The canvas draws labels in "Arial": lend it the shipped Hangul font so labels are readable without system fonts.
 CSS = "\n".join(f"@font-face {{ font-family: '{family}'; src: url('gradio_api/file={FONT}') format('truetype'); "
                 "unicode-range: U+1100-11FF, U+3130-318F, U+AC00-D7A3; }" for family in ("KorDiff Hangul", "Arial"))
-CSS += """
-.gradio-container { font-family: 'KorDiff Hangul', var(--font), 'NanumSquare', 'Noto Sans CJK KR', sans-serif; }
-#canvas button[aria-label^='Rotate'] { display: none; }  /* rotation is not part of a layout */
-#status { border-left: 4px solid var(--color-accent); padding-left: 8px; }
-#table * { font-family: 'KorDiff Hangul', var(--font-mono), monospace; }
-/* Covers are 2:3 portrait: book-shaped cells show them whole (object_fit="contain" letterboxes the odd square one),
-   and no caption strip over the foot, where the author sits; the full captions are listed under the gallery. */
-#gallery .thumbnail-item { aspect-ratio: 2 / 3; }
-#gallery .thumbnail-item .caption-label { display: none; }
-@media (max-width: 640px) { #table th, #table td { padding: 2px !important; font-size: 13px; } }
-"""
+CSS += "\n" + (Path(__file__).parent / "app.css").read_text(encoding="utf-8")  # the styles that need no path
 LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)], "max_file_size": "2mb",
                  "head": f"<link rel='preload' href='gradio_api/file={FONT}' as='font' crossorigin>"}
 # The canvas starts in "create" mode when it has no boxes: every drag would draw a box. Start in move mode.
