@@ -59,3 +59,15 @@ def test_failure_notices_are_one_line_with_a_hint_for_memory():
     assert service.failure_notice(RuntimeError("CUDA out of memory\ntrace")) == (
         "**Generation failed:** CUDA out of memory. Try fewer images or steps.")
     assert service.failure_notice(KeyError()) == "**Generation failed:** KeyError."
+
+
+def test_preload_logs_a_model_that_cannot_load_and_goes_on(monkeypatch, caplog):
+    from kordiff import shared
+    from kordiff.hub import ModelUnavailableError
+
+    def missing(model):
+        raise ModelUnavailableError(f"No weights for {model}.\nDownload them with ...")
+
+    monkeypatch.setattr(shared, "pipeline_for", missing)
+    shared.preload("td2", "m1-repo")
+    assert [r.getMessage() for r in caplog.records] == ["No weights for td2."]
