@@ -6,15 +6,15 @@ import argparse
 import importlib.util
 import logging
 import os
-import random
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 
-from kordiff.assets import font_path, has_glyph
+from kordiff.assets import font_path
 from kordiff.capabilities import startup_capabilities
 from kordiff.config import add_dataclass_args, from_args
 from kordiff.hub import BASELINE, M1_REPO, TINY, ModelUnavailableError
-from kordiff.modes import MODES, PLANNERS, ModeError, check_planner, decide, mode_help
+from kordiff.modes import MODES, PLANNERS, mode_help
 
 
 def _lazy(name: str):
@@ -30,9 +30,8 @@ def _lazy(name: str):
 
 gr = _lazy("gradio")
 editing = _lazy("kordiff.editing")  # the CLIP tokenizer and PIL: only once a request needs them
+service = _lazy("kordiff.service")  # what the handlers do, without the UI
 logger = logging.getLogger("kordiff.app")
-MAX_STEPS, MAX_GUIDANCE, MAX_SEED, MAX_IMAGES = 150, 30.0, 2**31 - 1, 8
-SCHEDULERS = ("ddpm", "ddim", "dpm++", "euler", "euler_a", "unipc")  # kordiff.pipeline.SCHEDULERS, torch-free
 EXAMPLES = [  # the seed report's benchmark titles: (title, author, description)
     ["마음의 바다", "김하늘", "a calm sea at dawn"], ["잃어버린 시간", "", "an old clock in the fog, watercolor"],
     ["바람이 머무는 곳", "", ""], ["작은 행복의 발견", "", "warm pastel illustration"],
@@ -43,17 +42,7 @@ FONT = font_path("sans")
 # The canvas draws labels in "Arial": lend it the shipped Hangul font so labels are readable without system fonts.
 CSS = "\n".join(f"@font-face {{ font-family: '{family}'; src: url('gradio_api/file={FONT}') format('truetype'); "
                 "unicode-range: U+1100-11FF, U+3130-318F, U+AC00-D7A3; }" for family in ("KorDiff Hangul", "Arial"))
-CSS += """
-.gradio-container { font-family: 'KorDiff Hangul', var(--font), 'NanumSquare', 'Noto Sans CJK KR', sans-serif; }
-#canvas button[aria-label^='Rotate'] { display: none; }  /* rotation is not part of a layout */
-#status { border-left: 4px solid var(--color-accent); padding-left: 8px; }
-#table * { font-family: 'KorDiff Hangul', var(--font-mono), monospace; }
-/* Covers are 2:3 portrait: book-shaped cells show them whole (object_fit="contain" letterboxes the odd square one),
-   and no caption strip over the foot, where the author sits; the full captions are listed under the gallery. */
-#gallery .thumbnail-item { aspect-ratio: 2 / 3; }
-#gallery .thumbnail-item .caption-label { display: none; }
-@media (max-width: 640px) { #table th, #table td { padding: 2px !important; font-size: 13px; } }
-"""
+CSS += "\n" + (Path(__file__).parent / "app.css").read_text(encoding="utf-8")  # the styles that need no path
 LAUNCH_KWARGS = {"css": CSS, "allowed_paths": [str(FONT.parent)], "max_file_size": "2mb",
                  "head": f"<link rel='preload' href='gradio_api/file={FONT}' as='font' crossorigin>"}
 # The canvas starts in "create" mode when it has no boxes: every drag would draw a box. Start in move mode.
@@ -99,59 +88,26 @@ class CoverApp:
 
     def plan(self, title, subtitle, author, description, planner, mode="typeset"):
         """Title (+ subtitle, author) -> (canvas, table, planner output, notices, planned layout for Reset)."""
-        from kordiff.planner import HeuristicPlanner, PlannerUnavailableError
-
         try:
-            text = editing.read_text(title, subtitle, author, description)
-            check_planner(planner)
-            decision = decide(mode, 1)
+            text, decision = service.read_plan(title, subtitle, author, description, planner, mode)
         except ValueError as e:
             return gr.skip(), gr.skip(), gr.skip(), _notify([f"**Error:** {e}"]), gr.skip()
-        notices, result = list(text.notices), None
-        if planner == "m1":
-            notices.append(self.caps.planner_notice("m1"))
-            try:
-                keywords = [t for t in (text.title, text.subtitle, text.author) if t]
-                result = _plan_m1(text.title, text.description, keywords, self.config.m1_model,
-                                  self.config.m1_quantization)
-            except PlannerUnavailableError as e:
-                notices.append(f"M1 planner unavailable ({e}); used the heuristic planner.")
-        result = result or HeuristicPlanner(seed=0).plan(text.title, text.description, subtitle=text.subtitle,
-                                                         author=text.author)
-        notices += list(result.warnings) + self._mode_notices(decision, text, result.layout)
-        raw = f"# planner: {result.source}\n{result.raw_text}"
-        return (_canvas(result.layout), editing.layout_to_rows(result.layout), raw, _notify(notices),
-                result.layout.to_dict())
-
-    def _mode_notices(self, decision, text, layout) -> list[str]:
-        """What the chosen mode loses: prompt cuts (diffusion, hybrid) or characters the cover font lacks."""
-        if decision.prompt_notices_apply:
-            from kordiff.shared import loaded_pipeline
-
-            pipe = loaded_pipeline(self.config.model)
-            tokenizer = pipe.tokenizer if pipe is not None else editing.assets_tokenizer()
-            return editing.prompt_notices(tokenizer, text.title, text.description, layout)
-        return editing.dropped_characters(layout, lambda c: has_glyph("sans", c))
+        cfg = self.config
+        out = service.plan_layout(text, planner, decision, cfg.model, cfg.m1_model, cfg.m1_quantization,
+                                  m1_notice=self.caps.planner_notice("m1"))
+        return (_canvas(out.layout), editing.layout_to_rows(out.layout), out.raw, _notify(out.notices),
+                out.layout.to_dict())
 
     def edit_boxes(self, canvas, table, seen=None):
         """Canvas edited -> (table, canvas, notices, seen): new boxes moved after the title, the table redrawn."""
         boxes = canvas.get("boxes") if isinstance(canvas, dict) else None
         if not isinstance(boxes, list):
             return [], gr.skip(), _notify(["The canvas is empty: plan again or add rows to the table."]), None
-        previous = editing.rows_to_layout(table).layout
-        pending = editing.pending_new_box(boxes, previous)
-        signature = repr(boxes[:1]) if pending else None
-        # A new box's text is asked for in a dialog: say it has none only when the dialog closed without one.
-        edit = editing.boxes_to_layout(boxes, pending_ok=pending and signature != seen)
-        layout, canvas_out = edit.layout, gr.skip()
-        if not pending and editing.new_box_first(boxes, previous):
-            layout = editing.append_new_box(layout)
-            canvas_out = _canvas(layout)
-        elif edit.notices and not pending:
-            canvas_out = _canvas(layout)  # show the clipped boxes, drop the dropped ones
-        if layout == previous and not edit.notices:
-            return gr.skip(), canvas_out, gr.skip(), signature  # a no-op (e.g. Plan redrew the canvas)
-        return editing.layout_to_rows(layout), canvas_out, _notify(edit.notices), signature
+        edit = editing.canvas_edit(boxes, table, seen)
+        canvas_out = _canvas(edit.layout) if edit.redraw else gr.skip()
+        if not edit.changed:
+            return gr.skip(), canvas_out, gr.skip(), edit.signature  # a no-op (e.g. Plan redrew the canvas)
+        return editing.layout_to_rows(edit.layout), canvas_out, _notify(edit.notices), edit.signature
 
     def edit_table(self, table):
         """Table edited -> (canvas, table redrawn when it showed anything but the layout, notices)."""
@@ -171,61 +127,25 @@ class CoverApp:
                  mode="typeset"):
         """Title + table -> yields (gallery, layout preview, prompt, notices, seed, details, status), image by image."""
         try:
-            text = editing.read_text(title, "", "", description)
-            num_images = editing.check_number("Number of images", num_images, 1, MAX_IMAGES, integer=True)
-            steps = editing.check_number("Steps", steps, 1, MAX_STEPS, integer=True)
-            guidance = editing.check_number("Guidance scale", guidance, 0.0, MAX_GUIDANCE)
-            if scheduler not in SCHEDULERS:
-                raise ValueError(f"Unknown scheduler {str(scheduler)[:40]!r}; choose one of {', '.join(SCHEDULERS)}.")
-            editing.check_table(table)
-            edit = editing.rows_to_layout(table)  # bounded: at most MAX_BOXES boxes of MAX_ROW_CHARS characters
-            decision = decide(mode if isinstance(mode, str) else repr(mode)[:40], len(edit.layout))
-            editing.check_budget(num_images, steps, decision.mode, self.caps.gpu)
-            seed = random.randint(0, MAX_SEED) if randomise else editing.check_number("Seed", seed, 0, MAX_SEED, True)
-        except (ValueError, ModeError) as e:
+            req = service.read_request(title, description, table, num_images, steps, guidance, scheduler, seed,
+                                       randomise, mode, gpu=self.caps.gpu)
+        except ValueError as e:  # a ModeError too
             yield _failed([f"**Error:** {e}"])
             return
-        notices = [*text.notices, *edit.notices, *decision.notices]
+        notices = list(req.notices)
         try:
-            notices += self._mode_notices(decision, text, edit.layout)
-            args = (self.config.model, text.title, text.description, edit.layout, steps, guidance, scheduler)
-            yield from _covers(decision, args, seed, num_images, _notify(notices))
+            notices += service.mode_notices(req.decision, req.text, req.layout, self.config.model)
+            shown = _notify(notices)
+            for step in service.cover_steps(req, self.config.model, make_cover=_make_cover, diffuse=_diffuse):
+                prompt = gr.skip() if step.prompt is None else step.prompt  # the last yield carries every output
+                yield step.gallery, step.preview, prompt, shown, req.seed, step.details, gr.skip(), gr.skip()
         except ModelUnavailableError as e:
             logger.warning("model unavailable: %s", str(e).splitlines()[0])
-            status = _md(f"**The diffusion model could not be loaded:** {e} The 'typeset' mode works without weights.")
+            status = _md(service.unavailable_status(e))
             yield _failed([*notices, f"**Error:** {e}"], status=status, offer_typeset=True)
         except Exception as e:  # out of memory, a broken checkpoint: the reason on the page, the trace in the log
             logger.exception("generation failed")
-            hint = " Try fewer images or steps." if "out of memory" in str(e).lower() else ""
-            reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-            yield _failed([*notices, f"**Generation failed:** {reason}.{hint}"])
-
-
-def _covers(decision, args, seed: int, n: int, notices: str):
-    """Generate image by image, yielding the gallery so far: a closed page stops the job at the next image."""
-    import kordiff
-
-    model, title, description, layout = args[:4]
-    gallery, covers, prompt = [], [], gr.skip()
-    preview = kordiff.render_layout(layout, size=editing.CANVAS_SIZE)
-    for i, s in enumerate(range(seed, seed + n)):
-        if decision.raw_pipeline:  # diffusion without boxes: nothing for OCR to score
-            gallery.append((_diffuse(*args, s).images[0], f"seed {s} · {decision.mode}"))
-        else:
-            covers += _make_cover(decision.mode, *args, s)
-            gallery = [(c.image, editing.cover_caption(c.seed, c.mode, c.score, c.notes))
-                       for c in kordiff.rank_covers(covers)]
-        if i == n - 1:  # the last yield is the API's answer: it carries every output
-            tokenizer = editing.assets_tokenizer()
-            if decision.needs_pipeline:
-                from kordiff.shared import pipeline_for
-
-                tokenizer = pipeline_for(model).tokenizer
-            caption = kordiff.book_caption(title, description)
-            enc = kordiff.encode_prompt_report(tokenizer, caption, layout, fit_layout=True)
-            prompt = kordiff.decode_prompt(tokenizer, enc.ids)
-        details = "\n".join(f"- {caption}" for _, caption in gallery)
-        yield gallery, preview, prompt, notices, seed, details, gr.skip(), gr.skip()
+            yield _failed([*notices, service.failure_notice(e)])
 
 
 try:  # ZeroGPU on Hugging Face Spaces: a GPU is attached only while a decorated function runs
@@ -238,25 +158,13 @@ except ImportError:
 
 
 @gpu
-def _diffuse(model, title, description, layout, steps, guidance, scheduler, seed):
-    import kordiff
-    from kordiff.shared import pipeline_for
-
-    pipe = pipeline_for(model)
-    w, h = kordiff.cover_size(kordiff.DEFAULT_SHAPE, pipe.image_size)  # the canvas's shape at the model's width
-    h -= h % pipe.size_multiple
-    return pipe(kordiff.book_caption(title, description), layout, num_images=1, num_inference_steps=steps,
-                guidance_scale=guidance, seed=seed, scheduler=scheduler, width=w, height=h)
+def _diffuse(*args):  # plain arguments only: on ZeroGPU this runs in a forked worker
+    return service.diffuse(*args)
 
 
 @gpu
-def _make_cover(mode, model, title, description, layout, steps, guidance, scheduler, seed):
-    from kordiff.covers import CoverOptions, make_covers
-    from kordiff.shared import pipeline_for
-
-    pipe = None if mode == "typeset" else pipeline_for(model)
-    options = CoverOptions(num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler)
-    return make_covers(mode, layout, title, description, n=1, seed=seed, pipeline=pipe, options=options)
+def _make_cover(*args):
+    return service.make_cover(*args)
 
 
 def _failed(notices: list[str], status=None, offer_typeset=False):
@@ -278,12 +186,6 @@ def _notify(notices) -> str:
 
 def _md(text: str) -> str:
     return text.replace("~", "\\~")  # "~4 GB ... ~1 GB" is not strikethrough
-
-
-def _plan_m1(title, description, keywords, model, quantization):
-    from kordiff.shared import m1_for
-
-    return m1_for(model, quantization).plan(title, description, keywords)
 
 
 def _annotator(**kwargs):
@@ -339,13 +241,15 @@ def build_demo(config: AppConfig) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 mode = gr.Radio(list(MODES), value=cfg.mode, label="Mode", info=mode_help(), elem_id="mode")
-                num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Number of images", elem_id="num_images")
-                steps = gr.Slider(1, MAX_STEPS if app.caps.gpu else 50, value=20, step=1, label="Steps",
+                num_images = gr.Slider(1, service.MAX_IMAGES, value=2, step=1, label="Number of images",
+                                       elem_id="num_images")
+                steps = gr.Slider(1, service.MAX_STEPS if app.caps.gpu else 50, value=20, step=1, label="Steps",
                                   elem_id="steps")
-                guidance = gr.Slider(0, MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance scale")
-                scheduler = gr.Dropdown(list(SCHEDULERS), value="ddpm", label="Scheduler")
+                guidance = gr.Slider(0, service.MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance scale")
+                scheduler = gr.Dropdown(list(service.SCHEDULERS), value="ddpm", label="Scheduler")
                 with gr.Row():
-                    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+                    seed = gr.Number(0, precision=0, minimum=0, maximum=service.MAX_SEED, label="Seed",
+                                     elem_id="seed")
                     randomise = gr.Checkbox(True, label="Randomise seed", elem_id="randomise")
                 typeset_btn = gr.Button("Generate", variant="primary", elem_id="generate-typeset",
                                         elem_classes="generate", visible=cfg.mode == "typeset")
@@ -403,15 +307,9 @@ def main(argv: list[str] | None = None) -> None:
     config = replace(from_args(AppConfig, args), model=TINY if args.tiny else args.model,
                      concurrency=max(1, args.concurrency))
     if os.environ.get("SPACES_ZERO_GPU"):  # ZeroGPU forks per call: load in the main process or reload every call
-        from kordiff.planner import PlannerUnavailableError
-        from kordiff.shared import m1_for, pipeline_for
+        from kordiff.shared import preload
 
-        try:
-            pipeline_for(config.model)
-            if config.planner == "m1":
-                m1_for(config.m1_model, config.m1_quantization).load()
-        except (ModelUnavailableError, PlannerUnavailableError) as e:
-            logger.error("%s", str(e).splitlines()[0])
+        preload(config.model, config.m1_model if config.planner == "m1" else None, config.m1_quantization)
     demo = build_demo(config)
     demo.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_KWARGS)
 

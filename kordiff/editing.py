@@ -169,6 +169,30 @@ def append_new_box(layout: Layout) -> Layout:
     return Layout.of([*layout.boxes[1:], layout.boxes[0]])
 
 
+@dataclass(frozen=True)
+class CanvasEdit:
+    """A canvas edit read against the table's layout: what to show, and the pending new box's signature."""
+
+    layout: Layout
+    notices: tuple[str, ...]
+    redraw: bool  # the canvas must be redrawn from `layout` (a new box moved, boxes clipped or dropped)
+    changed: bool  # False for a no-op (e.g. Plan redrew the canvas): the table and the notices stay
+    signature: str | None  # the pending new box, so a dialog still open is told from one closed without text
+
+
+def canvas_edit(boxes: list, table, seen: str | None = None) -> CanvasEdit:
+    """Canvas boxes against the table's layout: a new box moved after the title, clipped or dropped ones redrawn."""
+    previous = rows_to_layout(table).layout
+    pending = pending_new_box(boxes, previous)
+    signature = repr(boxes[:1]) if pending else None
+    # A new box's text is asked for in a dialog: say it has none only when the dialog closed without one.
+    edit = boxes_to_layout(boxes, pending_ok=pending and signature != seen)
+    moved = not pending and new_box_first(boxes, previous)
+    layout = append_new_box(edit.layout) if moved else edit.layout
+    redraw = moved or (bool(edit.notices) and not pending)  # show the clipped boxes, drop the dropped ones
+    return CanvasEdit(layout, edit.notices, redraw, layout != previous or bool(edit.notices), signature)
+
+
 def layout_to_rows(layout: Layout) -> list[list]:
     """Table rows `[text, l, t, r, b]` on the 128 grid."""
     return [[b.text, b.l, b.t, b.r, b.b] for b in layout]

@@ -6,10 +6,13 @@ callers pass model names and look the models up here.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class Lazy:
@@ -61,3 +64,16 @@ def m1_for(model: str, quantization: str | None = None):
     local = os.path.isdir(model) or not hub_reachable()
     return shared(f"planner:{model}:{quantization}",
                   lambda: M1Planner(model, quantization=quantization, local_files_only=local)).get()
+
+
+def preload(model: str, m1_model: str | None = None, quantization: str | None = None) -> None:
+    """Load the pipeline (and M1, when named) now; what cannot load is logged and tried again on first use."""
+    from .hub import ModelUnavailableError
+    from .plan_result import PlannerUnavailableError
+
+    try:
+        pipeline_for(model)
+        if m1_model:
+            m1_for(m1_model, quantization).load()
+    except (ModelUnavailableError, PlannerUnavailableError) as e:
+        logger.error("%s", str(e).splitlines()[0])

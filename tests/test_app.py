@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import app
-from kordiff import editing
+from kordiff import editing, service
 from kordiff.layout import Layout
 
 TITLE = "마음의 바다"
@@ -86,7 +86,7 @@ def test_m1_unavailable_falls_back_to_heuristic_with_a_notice(cover_app, monkeyp
     def unavailable(*a):
         raise PlannerUnavailableError("no M1 weights here")
 
-    monkeypatch.setattr(app, "_plan_m1", unavailable)
+    monkeypatch.setattr(service, "plan_m1", unavailable)
     _, rows, raw, notices, _ = cover_app.plan(TITLE, "", "", "", "m1", "typeset")
     assert rows and "heuristic" in raw
     assert "M1 planner unavailable (no M1 weights here)" in notices and "27 GB of RAM" in notices
@@ -246,7 +246,7 @@ def test_demo_has_named_endpoints_and_offers_the_three_modes():
 def test_schedulers_match_the_pipeline():
     from kordiff.pipeline import MAX_IMAGES, SCHEDULERS
 
-    assert app.SCHEDULERS == tuple(SCHEDULERS) and app.MAX_IMAGES == MAX_IMAGES
+    assert service.SCHEDULERS == tuple(SCHEDULERS) and service.MAX_IMAGES == MAX_IMAGES
 
 
 def test_help_does_not_import_gradio_or_torch():

@@ -163,3 +163,17 @@ def test_notices_for_caption_overflow_many_boxes_and_no_boxes(tokenizer):
     assert editing.prompt_notices(tokenizer, "제목", "", Layout()) == [
         "No text boxes: the cover is generated without a layout, so no title text is placed."]
     assert editing.prompt_notices(tokenizer, "제목", "", Layout((Box("제목", 0, 0, 128, 30),))) == []
+
+
+def test_canvas_edit_moves_a_new_box_and_waits_for_a_pending_one():
+    old = Layout((Box("제목", 8, 8, 120, 30), Box("저자", 40, 100, 88, 118)))
+    rows, shown = editing.layout_to_rows(old), editing.layout_to_boxes(old)
+    same = editing.canvas_edit(shown, rows)
+    assert (same.layout, same.changed, same.redraw, same.signature) == (old, False, False, None)
+    added = editing.canvas_edit([{"label": "부제", "xmin": 0, "ymin": 0, "xmax": 100, "ymax": 100}, *shown], rows)
+    assert added.layout.texts == ["제목", "저자", "부제"] and added.changed and added.redraw
+    blank = [{"label": "", "xmin": 0, "ymin": 0, "xmax": 100, "ymax": 100}, *shown]
+    pending = editing.canvas_edit(blank, rows)  # the canvas's text dialog is still open: no notice, no redraw
+    assert pending.signature == repr(blank[:1]) and not pending.notices and not pending.redraw
+    closed = editing.canvas_edit(blank, rows, seen=pending.signature)  # the same box again: closed without text
+    assert closed.notices and closed.changed and closed.layout == old
