@@ -212,11 +212,14 @@ def test_training_with_glyph_conditioning_trains_the_new_rows_and_saves_a_glyph_
         build_models(TrainConfig(pretrained_model=str(out), train_data_dir=("x",), conditioning="tokens"))
 
 
-def test_shipped_glyph_config_loads():
+def test_shipped_default_config_is_the_studys_choice_glyph_plus_syllable():
     from pathlib import Path
 
     from training.train import TrainConfig
 
-    path = Path(__file__).resolve().parent.parent / "training" / "configs" / "train_glyph.json"
-    cfg = TrainConfig.from_json(path)
+    configs = Path(__file__).resolve().parent.parent / "training" / "configs"
+    cfg = TrainConfig.from_json(configs / "train_default.json")  # the study's decision (README)
     assert cfg.conditioning == "glyph" and cfg.scheme == "syllable"
+    tokens = TrainConfig.from_json(configs / "train_tokens.json")  # TD2's recipe: character tokens only
+    assert tokens.conditioning == "tokens" and tokens == cfg.__class__(
+        **{**cfg.to_dict(), "conditioning": "tokens", "output_dir": tokens.output_dir})

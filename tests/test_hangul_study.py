@@ -76,14 +76,15 @@ def test_quick_study_trains_samples_and_writes_every_arm(tmp_path):
 
 @pytest.mark.slow
 def test_arms_run_side_by_side_merge_into_one_study(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    hs.run(hs.StudyConfig(out=str(a), quick=True, arms=("syllable",), ocr=False))
-    hs.run(hs.StudyConfig(out=str(b), quick=True, arms=("glyph+jamo",), ocr=False))
-    assert hs.main(["--merge", str(a), str(b), "--out", str(tmp_path / "m")]) == 0
-    res = json.loads((tmp_path / "m" / "hangul_study.json").read_text(encoding="utf-8"))
-    assert list(res["arms"]) == ["syllable", "glyph+jamo"] and res["complete"]
+    # --jobs 2: one process per arm here (1 thread each), then merged into --out, as the README's full run
+    m = tmp_path / "m"
+    assert hs.main(["--out", str(m), "--quick", "--no-ocr", "--jobs", "2", "--arms", "syllable", "glyph+jamo"]) == 0
+    res = json.loads((m / "hangul_study.json").read_text(encoding="utf-8"))
+    assert list(res["arms"]) == ["syllable", "glyph+jamo"] and res["complete"] and len(res["merged_from"]) == 2
     assert res["sheet"]["rows"] == ["ground truth", "glyph input", "untrained", "syllable", "glyph+jamo"]
-    assert any((tmp_path / "m" / "samples" / "glyph_jamo").glob("seen-*.png"))
+    assert any((m / "samples" / "glyph_jamo").glob("seen-*.png"))
+    a, b = m / "part-0", m / "part-1"
+    assert hs.main(["--merge", str(a), str(b), "--out", str(tmp_path / "again")]) == 0  # by hand, the same
     other = json.loads((b / "hangul_study.json").read_text(encoding="utf-8"))
     other["config"]["seed"] = 1  # a study of another split must not be merged into this one
     (b / "hangul_study.json").write_text(json.dumps(other), encoding="utf-8")
