@@ -128,7 +128,8 @@ def advice(path: Path) -> str:
     return f"resume from the previous complete checkpoint instead: --resume-from-checkpoint {prev}"
 
 
-def _fail(path: Path, name: str, problem: str) -> CheckpointError:
+def fail(path: Path, name: str, problem: str) -> CheckpointError:
+    """The one-line error for a bad part of a checkpoint, naming the file and what to resume from instead."""
     return CheckpointError(f"{Path(path) / name}: {problem}; {advice(path)}")
 
 
@@ -140,8 +141,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path, num_processes: int | None = None) -> dict:
-    """Check a checkpoint folder against its manifest (sizes and sha256); returns the manifest or raises."""
+def verify(path: Path, num_processes: int | None = None, hashes: bool = True) -> dict:
+    """Check a checkpoint folder against its manifest (sizes, and sha256 with `hashes`); returns it or raises."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} not found")
@@ -154,9 +155,9 @@ def verify(path: Path, num_processes: int | None = None) -> dict:
     for name, info in m["files"].items():
         f = path / name
         if not f.is_file():
-            raise _fail(path, name, "missing")
-        if f.stat().st_size != info.get("bytes") or _sha256(f) != info.get("sha256"):
-            raise _fail(path, name, "corrupt (size or sha256 differs from the manifest)")
+            raise fail(path, name, "missing")
+        if f.stat().st_size != info.get("bytes") or (hashes and _sha256(f) != info.get("sha256")):
+            raise fail(path, name, "corrupt (size or sha256 differs from the manifest)")
     if num_processes is not None and m.get("num_processes") != num_processes:
         raise CheckpointError(
             f"{path} was written by {m.get('num_processes')} processes and this run has {num_processes}: "
@@ -165,12 +166,13 @@ def verify(path: Path, num_processes: int | None = None) -> dict:
     return m
 
 
-def resolve(output_dir: Path, spec: str | None, num_processes: int, clean: bool) -> Path | None:
+def resolve(output_dir: Path, spec: str | None, num_processes: int, clean: bool, hashes: bool = True) -> Path | None:
     """The checkpoint to resume from: 'latest' = newest complete one (None if there is none), or a path; verified.
 
     Incomplete checkpoint-N folders (no manifest: a save was killed) are reported and skipped; a complete one that
     fails verification is an error, not skipped (the disk or someone changed it). With `clean` (main process)
-    leftovers of killed saves and rotations are removed.
+    leftovers of killed saves and rotations are removed; `hashes=False` (other processes) checks sizes only, so a
+    multi-process run reads and hashes the checkpoint once, not once per process.
     """
     if not spec:
         return None
@@ -191,7 +193,7 @@ def resolve(output_dir: Path, spec: str | None, num_processes: int, clean: bool)
         chosen = Path(spec)
         if not chosen.exists() and (output_dir / spec).exists():
             chosen = output_dir / spec
-    verify(chosen, num_processes)
+    verify(chosen, num_processes, hashes)
     return chosen
 
 
@@ -277,14 +279,14 @@ def _read(path: Path, name: str, reader: Callable[[Path], object]):
     """Run `reader` on one part; any failure becomes a one-line CheckpointError naming the file."""
     f = Path(path) / name
     if not f.is_file():
-        raise _fail(path, name, "missing")
+        raise fail(path, name, "missing")
     try:
         return reader(f)
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 - safetensors/json/torch raise many types for a bad file
         first = str(e).splitlines()[0][:160] if str(e) else ""
-        raise _fail(path, name, f"unreadable ({type(e).__name__}: {first})") from None
+        raise fail(path, name, f"unreadable ({type(e).__name__}: {first})") from None
 
 
 def load_tensors(path: Path, name: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -307,7 +309,7 @@ def load_module(path: Path, name: str, module: torch.nn.Module) -> None:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         first = str(e).replace("\n", " ").replace("\t", "")[:200]
-        raise _fail(path, name, f"does not fit the model ({first})") from None
+        raise fail(path, name, f"does not fit the model ({first})") from None
 
 
 def save_optimizer(path: Path, optimizer) -> None:
@@ -319,13 +321,13 @@ def load_optimizer(path: Path, optimizer) -> None:
     try:
         optimizer.load_state_dict(sd)
     except (ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise _fail(path, OPTIMIZER_FILE, f"does not fit the optimizer ({str(e)[:160]})") from None
+        raise fail(path, OPTIMIZER_FILE, f"does not fit the optimizer ({str(e)[:160]})") from None
 
 
 def load_scheduler(path: Path, scheduler) -> None:
     sd = load_json(path, SCHEDULER_FILE)
     if not isinstance(sd, dict) or "last_epoch" not in sd:
-        raise _fail(path, SCHEDULER_FILE, "is not an LR scheduler state")
+        raise fail(path, SCHEDULER_FILE, "is not an LR scheduler state")
     scheduler.load_state_dict(sd)
 
 
@@ -340,11 +342,11 @@ def load_ema(path: Path, ema) -> None:
     shadow = [tensors[k] for k in sorted(tensors)]
     want = [p.shape for p in ema.shadow_params]
     if [t.shape for t in shadow] != want:
-        raise _fail(path, EMA_FILE, f"holds {len(shadow)} tensors that do not match the model's {len(want)} parameters")
+        raise fail(path, EMA_FILE, f"holds {len(shadow)} tensors that do not match the model's {len(want)} parameters")
     try:
         ema.load_state_dict({**meta, "shadow_params": shadow})
     except ValueError as e:
-        raise _fail(path, EMA_FILE, f"bad EMA settings ({e})") from None
+        raise fail(path, EMA_FILE, f"bad EMA settings ({e})") from None
 
 
 def rng_parts() -> tuple[dict[str, torch.Tensor], dict]:
@@ -372,4 +374,4 @@ def load_rng(path: Path, rank: int) -> None:
         if cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
-        raise _fail(path, name, f"is not an RNG state ({type(e).__name__})") from None
+        raise fail(path, name, f"is not an RNG state ({type(e).__name__})") from None

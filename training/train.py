@@ -482,7 +482,7 @@ def load_checkpoint(run: Run, path: Path) -> None:
     try:
         run.state.load_state_dict(state)
     except (KeyError, TypeError, ValueError) as e:
-        raise ckpt.CheckpointError(f"{path / ckpt.STATE_FILE}: not a run state ({e}); {ckpt.advice(path)}") from None
+        raise ckpt.fail(path, ckpt.STATE_FILE, f"not a run state ({e})") from None
     ckpt.load_rng(path, acc.process_index)
     logger.info(
         "resumed from %s at step %d, data epoch %d batch %d",
@@ -613,7 +613,7 @@ def train(cfg: TrainConfig, pipeline=None, ko_clip=None, on_step: Callable[[int]
         output_dir.mkdir(parents=True, exist_ok=True)
     # the checkpoint is found and verified before anything is loaded: a bad path fails in a second, not minutes
     resume = ckpt.resolve(output_dir, cfg.resume_from_checkpoint, accelerator.num_processes,
-                          clean=accelerator.is_main_process)
+                          clean=accelerator.is_main_process, hashes=accelerator.is_main_process)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     if cfg.allow_tf32 and torch.cuda.is_available():
