@@ -16,14 +16,13 @@ import tempfile
 from pathlib import Path
 
 from .capabilities import Capabilities, startup_capabilities
-from .config import MAX_IMAGES, GenerateConfig, add_dataclass_args, from_args
+from .config import MAX_IMAGES, MAX_SEED, GenerateConfig, add_dataclass_args, from_args
 from .hub import BUSY_ART, ModelUnavailableError, first_line
 from .layout import COVER_SIZES, DEFAULT_SHAPE, Layout, LayoutError, cover_size
 from .modes import PLANNERS, decide, planner_help
 from .plan_result import PlannerUnavailableError
 
 logger = logging.getLogger("kordiff")
-MAX_SEED = 2**31 - 1
 
 
 def _check_title(title: str, example: str) -> str:

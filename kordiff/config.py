@@ -13,6 +13,7 @@ from .modes import MODES, mode_help
 # tests/test_cli.py checks they equal kordiff.pipeline's.
 SCHEDULER_NAMES = ("ddpm", "ddim", "dpm++", "euler", "euler_a", "unipc")
 MAX_IMAGES = 8
+MAX_SEED = 2**31 - 1  # seeds a torch.Generator takes on every platform
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, suppress_defaults: bool = False,

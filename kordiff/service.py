@@ -15,14 +15,15 @@ from PIL import Image
 
 from . import editing
 from .assets import has_glyph
+from .config import MAX_IMAGES, MAX_SEED
+from .config import SCHEDULER_NAMES as SCHEDULERS
 from .editing import CoverText
 from .layout import DEFAULT_SHAPE, Layout, cover_size, render_layout
 from .modes import ModeDecision, check_planner, decide
 from .plan_result import PlannerUnavailableError, PlanResult
 from .tokens import book_caption, decode_prompt, encode_prompt_report
 
-MAX_STEPS, MAX_GUIDANCE, MAX_SEED, MAX_IMAGES = 150, 30.0, 2**31 - 1, 8
-SCHEDULERS = ("ddpm", "ddim", "dpm++", "euler", "euler_a", "unipc")  # kordiff.pipeline.SCHEDULERS, torch-free
+MAX_STEPS, MAX_GUIDANCE = 150, 30.0  # the limits of the app's sliders
 
 # (mode, model, title, description, layout, steps, guidance, scheduler, seed) -> [Cover]; the same without the
 # mode -> the pipeline's output (`.images`).
@@ -154,11 +155,12 @@ def cover_steps(request: CoverRequest, model: str, make_cover: MakeCover, diffus
 
 def decoded_prompt(request: CoverRequest, model: str) -> str:
     """The conditioning prompt as the pipeline encodes it, decoded by the tokenizer that will read it."""
-    tokenizer = editing.assets_tokenizer()
     if request.decision.needs_pipeline:
         from .shared import pipeline_for
 
         tokenizer = pipeline_for(model).tokenizer
+    else:
+        tokenizer = editing.assets_tokenizer()
     caption = book_caption(request.text.title, request.text.description)
     enc = encode_prompt_report(tokenizer, caption, request.layout, fit_layout=True)
     return decode_prompt(tokenizer, enc.ids)
