@@ -58,11 +58,14 @@ CAPTION = "book cover with a title of 별빛의 속삭임"
 
 @pytest.fixture(autouse=True, scope="module")
 def strict_parser():
-    """Every test here fails if the parser's blanket safety net ever catches a crash (it re-raises instead)."""
+    """Every test here fails if the parser's blanket safety net ever catches a crash (its log call fails instead)."""
     from kordiff import planner_output
 
+    def crashed(*args, **kwargs):
+        raise AssertionError("the planner output parser crashed (its safety net caught it)")
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(planner_output, "STRICT", True)
+        mp.setattr(planner_output.logger, "exception", crashed)
         yield
 
 
