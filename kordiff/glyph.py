@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .assets import covering_style
-from .layout import Layout, to_pixel
+from .layout import Layout
 
 if TYPE_CHECKING:
     from diffusers import UNet2DConditionModel
@@ -106,19 +105,16 @@ def render_glyph(layout: Layout, width: int, height: int, font: str = GLYPH_FONT
     from .typeset import TypesetStyle, _text_mask, fit_text
 
     img = Image.new("L", (width, height), 0)
+    style = TypesetStyle(font=font, padding=0.0, stroke="never")
     for box in layout:
-        x0, x1 = to_pixel(box.l, width), to_pixel(box.r, width)
-        y0, y1 = to_pixel(box.t, height), to_pixel(box.b, height)
-        style = TypesetStyle(font=covering_style(box.text, font), padding=0.0, stroke="never")
+        x0, y0, x1, y1 = box.to_pixels((width, height))
         fitted = fit_text(box.text, max(1, x1 - x0), max(1, y1 - y0), style)
         ix0, iy0, _, _ = fitted.ink
         ox = x0 + (x1 - x0 - fitted.width) // 2 - ix0
         oy = y0 + (y1 - y0 - fitted.height) // 2 - iy0
         # the typesetter's own mask (per-syllable font fallback); its ink is relative to the mask's corner
         glyphs = _text_mask(fitted.lines, fitted.font, fitted.size, fitted.spacing, "center", 0)
-        mask = Image.new("L", (width, height), 0)
-        mask.paste(glyphs, (ox, oy))
-        img.paste(255, (0, 0, width, height), mask)
+        img.paste(255, (ox, oy), glyphs)
     return img
 
 
