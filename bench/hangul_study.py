@@ -91,8 +91,8 @@ class Scale:
 
 
 SCALES = {
-    # 1.5M-parameter UNet (as the issue's measurement). ~0.5 s per step of 32 on 2 quiet cores (65 samples/s):
-    # 1,500 steps ~13 min an arm, ~60 min for the 4 arms with data, template bank and scoring (see the README).
+    # 1.5M-parameter UNet (as the issue's measurement). 0.6-1.1 s per step of 32 on one core of a shared 2-core
+    # machine: the full study (4 arms, --jobs 2) took 89 min with data, template bank and scoring (README).
     "small": Scale(cell=16, widths=(32, 64, 64), layers=1, text_hidden=64, text_layers=2, steps=3000, batch=32,
                    n_train=8000, n_eval=24, eval_every=500, curve_titles=8, sample_steps=20, bank_sizes=TARGET_SIZES),
     "quick": Scale(cell=16, widths=(32, 32, 32), layers=1, text_hidden=32, text_layers=1, steps=4, batch=8,
@@ -243,10 +243,6 @@ def benchmark_titles(cells: int) -> list[str]:
 def title_layout(title: str, cells: int) -> Layout:
     """One box over the title's cells (grid coordinates per axis of the strip)."""
     return Layout((Box(title, 0, 0, round(GRID * len(title) / cells), GRID),))
-
-
-def target_fonts(ch: str) -> list[str]:
-    return [f for f in TARGET_FONTS if has_glyph(f, ch)]
 
 
 def render_target(title: str, cells: int, cell: int, rng: random.Random, nrng: np.random.Generator) -> Image.Image:
@@ -767,7 +763,7 @@ def merge(dirs: list[Path], out: Path) -> dict:
             src = Path(d) / "samples" / _slug(arm)
             if src.is_dir() and Path(d).resolve() != out.resolve():
                 shutil.copytree(src, out / "samples" / _slug(arm), dirs_exist_ok=True)
-    results["config"] = dict(first["config"], arms=list(results["arms"]), out=str(out))
+    results["config"] = dict(first["config"], arms=list(results["arms"]), out=str(out), jobs=len(dirs))
     results["merged_from"] = [str(d) for d in dirs]
     results["complete"] = all(r.get("complete") for r in parts)
     results["total_wall_seconds"] = max(r.get("total_wall_seconds", 0) for r in parts)  # they ran side by side
@@ -856,16 +852,6 @@ def run_jobs(cfg: StudyConfig, argv: list[str]) -> dict:
     busy core stalls a 2-thread process at every barrier), each writing {out}/part-K; then merged into {out}."""
     import subprocess
 
-    drop = {"--jobs", "--out", "--arms", "--threads"}
-    keep, skip = [], False
-    for a in argv:  # the caller's other flags, passed on as given
-        if a.split("=")[0] in drop:
-            skip = "=" not in a
-            continue
-        if skip and not a.startswith("--"):
-            continue
-        skip = False
-        keep.append(a)
     groups = [g for g in (list(cfg.arms[k::cfg.jobs]) for k in range(cfg.jobs)) if g]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -874,7 +860,8 @@ def run_jobs(cfg: StudyConfig, argv: list[str]) -> dict:
         part = out / f"part-{k}"
         parts.append(part)
         log = (out / f"part-{k}.log").open("w", encoding="utf-8")
-        cmd = [sys.executable, "-m", "bench.hangul_study", *keep, "--out", str(part), "--threads", "1",
+        # the caller's flags as given, then the part's own: argparse lets the last occurrence win
+        cmd = [sys.executable, "-m", "bench.hangul_study", *argv, "--jobs", "1", "--out", str(part), "--threads", "1",
                "--arms", *arms]
         logger.info("job %d: %s (log: %s)", k, " ".join(arms), log.name)
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
