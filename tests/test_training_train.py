@@ -355,3 +355,20 @@ def test_validation_layouts_are_planned_for_square_training_images():
     square = HeuristicPlanner(seed=0, config=HeuristicConfig(shape="square")).plan("별빛의 속삭임").layout
     assert validation_layout("별빛의 속삭임", 512) == square
     assert square != HeuristicPlanner(seed=0, config=HeuristicConfig(shape="portrait")).plan("별빛의 속삭임").layout
+
+
+@pytest.mark.parametrize("kind", ["DEEPSPEED", "FSDP"])
+def test_untested_distributed_types_are_refused(monkeypatch, tmp_path, kind):
+    import types
+
+    import accelerate
+
+    from training.train import TrainConfig, make_accelerator
+
+    class Fake:
+        def __init__(self, **kwargs):
+            self.distributed_type = types.SimpleNamespace(name=kind)
+
+    monkeypatch.setattr(accelerate, "Accelerator", Fake)
+    with pytest.raises(ValueError, match=f"{kind} has never been tested"):
+        make_accelerator(TrainConfig(output_dir=str(tmp_path)))
